@@ -1,0 +1,35 @@
+# LungLens — one Makefile for people and CI.  `make run` sets up and opens the demo; `make test` runs the suite.
+PY_BOOT ?= $(shell command -v python3.11 || command -v python3)
+VENV    := .venv
+PY      := $(VENV)/bin/python
+STAMP   := $(VENV)/.installed
+export QT_API := pyside6
+
+.PHONY: setup run test test-fast bench installer installer-test clean lint-arch
+
+setup: $(STAMP)
+
+# Re-install only when the dependency list changes.  torch is pinned in pyproject (CPU build).
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PY_BOOT) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+run: setup
+	$(VENV)/bin/lunglens --demo
+
+test: setup
+	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q
+
+test-fast: setup
+	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q -m "not slow"
+
+lint-arch: setup
+	$(VENV)/bin/lint-imports
+
+bench: setup
+	$(PY) -m bench.run_all
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache

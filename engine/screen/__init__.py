@@ -1,0 +1,1 @@
+"""Batch screening: discover -> load -> preprocess -> infer -> explain -> results DB / CSV / PDF report."""

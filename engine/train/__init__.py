@@ -1,0 +1,1 @@
+"""Datasets from manifest.csv, augmentation, training loops, metrics, cross-validation and HPO."""

@@ -1,0 +1,1 @@
+"""Weights as safetensors + a JSON manifest (sha256, config, preprocessing, metrics, data provenance)."""
