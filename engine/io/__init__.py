@@ -15,11 +15,17 @@ from engine.io.errors import (
     VolumeError,
 )
 from engine.io.volume import SeriesInfo, Volume
+# Bound eagerly: ``engine.io.discover`` must be the function, not the submodule of the same name (a lazy
+# ``__getattr__`` is shadowed by the submodule attribute once ``engine.io.discover`` has been imported anywhere).
+from engine.io.discover import SeriesList, discover  # noqa: E402
+from engine.io.load import load_volume  # noqa: E402
+from engine.io.errors import DuplicateSlicesError, EmptyFileError, MissingSlicesError  # noqa: E402
 
 __all__ = [
     "Volume", "SeriesInfo", "VolumeError", "UnreadableFileError", "TruncatedFileError", "NoPixelDataError",
     "UnsupportedTransferSyntaxError", "UnsupportedImageError", "InconsistentSeriesError", "SymlinkLoopError",
-    "LoadCancelled", "discover", "load_volume",
+    "LoadCancelled", "EmptyFileError", "MissingSlicesError", "DuplicateSlicesError", "discover", "load_volume",
+    "SeriesList",
 ]
 
 

@@ -48,3 +48,15 @@ class SymlinkLoopError(UnreadableFileError):
 
 class LoadCancelled(VolumeError):
     """Loading was cancelled by the caller (not an error of the file)."""
+
+
+class EmptyFileError(UnreadableFileError):
+    """The file has zero bytes (an interrupted copy or download)."""
+
+
+class MissingSlicesError(InconsistentSeriesError):
+    """Gaps in the slice positions (only raised with ``load_volume(..., strict=True)``; otherwise a warning)."""
+
+
+class DuplicateSlicesError(InconsistentSeriesError):
+    """Two or more images share one slice position but hold different pixels (two acquisitions in one series?)."""

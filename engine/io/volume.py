@@ -55,6 +55,9 @@ class Volume:
     series_uid: str = ""
     study_uid: str = ""
     warnings: list[str] = field(default_factory=list)
+    # position of each slice along the slice normal (mm), when known; differs from uniform steps when spacing
+    # is non-uniform or slices are missing (see ``warnings``)
+    slice_positions: tuple[float, ...] | None = None
 
     @property
     def shape(self) -> tuple[int, int, int]:

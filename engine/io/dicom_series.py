@@ -1,0 +1,354 @@
+"""Assemble DICOM files of one series into a Volume in HU.
+
+Geometry comes from ImagePositionPatient/ImageOrientationPatient (or Enhanced functional groups): slices are
+sorted by their position along the slice normal, the z spacing is the median step, and gaps, non-uniform steps,
+duplicated positions and mixed orientations are detected.  Each file's (or frame's) own RescaleSlope/Intercept is
+applied.  Uncompressed pixel data are read straight from the file into the output array with numpy; compressed
+data are decoded by pydicom's plugins (pylibjpeg, openjpeg, RLE).  Decoding runs on a small thread pool.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from engine.io.dicom_header import DicomHeader, check_pixels
+from engine.io.errors import (DuplicateSlicesError, InconsistentSeriesError, LoadCancelled, MissingSlicesError,
+                              TruncatedFileError, UnreadableFileError, UnsupportedTransferSyntaxError, VolumeError)
+from engine.io.volume import Volume
+
+LOSSY_SYNTAXES = {
+    "1.2.840.10008.1.2.4.50": "JPEG Baseline (lossy, 8-bit)",
+    "1.2.840.10008.1.2.4.51": "JPEG Extended (lossy, 12-bit)",
+    "1.2.840.10008.1.2.4.81": "JPEG-LS near-lossless",
+    "1.2.840.10008.1.2.4.91": "JPEG 2000 (lossy)",
+}
+ProgressFn = Callable[[float], None] | None
+CancelFn = Callable[[], bool] | None
+
+
+@dataclass
+class _Slice:
+    hdr: DicomHeader
+    frame: int                   # frame index inside a multi-frame file (0 for single-frame files)
+    ipp: tuple | None
+    iop: tuple | None
+    slope: float
+    intercept: float
+    pos: float = 0.0             # position along the normal (mm)
+
+
+def _workers() -> int:
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+def _slices(headers: list[DicomHeader]) -> list[_Slice]:
+    out: list[_Slice] = []
+    for h in headers:
+        if h.frame_info:
+            for i, fi in enumerate(h.frame_info):
+                out.append(_Slice(h, i, fi.get("ipp"), fi.get("iop") or h.iop,
+                                  fi.get("slope", h.slope) or 1.0, fi.get("intercept", h.intercept) or 0.0))
+        else:
+            for i in range(max(1, h.frames)):
+                out.append(_Slice(h, i, h.ipp if i == 0 else None, h.iop, h.slope, h.intercept))
+    return out
+
+
+def _majority(values):
+    counts: dict = {}
+    for v in values:
+        counts[v] = counts.get(v, 0) + 1
+    return max(counts.items(), key=lambda kv: kv[1])[0] if counts else None
+
+
+def load_dicom_series(headers: list[DicomHeader], progress: ProgressFn = None, cancel: CancelFn = None,
+                      strict: bool = False) -> Volume:
+    if not headers:
+        raise UnreadableFileError("No DICOM image files to load")
+    warnings: list[str] = []
+    for h in headers:
+        check_pixels(h)
+
+    # ---- one image size per volume: keep the majority (a scout/localizer in the series is dropped, with a warning)
+    size = _majority((h.rows, h.cols) for h in headers)
+    odd = [h for h in headers if (h.rows, h.cols) != size]
+    if odd:
+        if len(odd) * 2 >= len(headers):
+            sizes = sorted({(h.rows, h.cols) for h in headers})
+            raise InconsistentSeriesError(
+                f"The series mixes image sizes {sizes} with no clear majority; it cannot form one volume",
+                headers[0].path.parent)
+        warnings.append(f"{len(odd)} image(s) of a different size ({odd[0].rows}x{odd[0].cols}, e.g. "
+                        f"{odd[0].path.name}) left out — a scout/localizer?")
+        headers = [h for h in headers if (h.rows, h.cols) == size]
+    rows, cols = size
+
+    # ---- modality / HU
+    modality = _majority(h.modality for h in headers) or ""
+    if modality and modality != "CT":
+        warnings.append(f"Modality is {modality}, not CT: values are shown as stored (HU semantics not guaranteed)")
+    lossy = {h.transfer_syntax for h in headers if h.transfer_syntax in LOSSY_SYNTAXES}
+    for ts in sorted(lossy):
+        warnings.append(f"Lossy compression ({LOSSY_SYNTAXES[ts]}, {ts}): HU values are approximate; "
+                        "do not use for quantitative analysis or screening")
+    eight_bit = all(h.bits_stored <= 8 for h in headers)
+    is_hu = not (eight_bit and not any(h.has_rescale for h in headers))
+    if not is_hu:
+        warnings.append("8-bit image without rescale: pre-windowed greyscale, not Hounsfield units")
+
+    slices = _slices(headers)
+
+    # ---- orientation and sorting along the normal
+    iops = [s.iop for s in slices if s.iop is not None]
+    have_geometry = len(iops) == len(slices) and all(s.ipp is not None for s in slices)
+    if have_geometry:
+        ref = np.asarray(_majority(tuple(round(c, 4) for c in i) for i in iops), dtype=float)
+        row_dir, col_dir = ref[:3], ref[3:]
+        row_dir /= np.linalg.norm(row_dir) or 1.0
+        col_dir /= np.linalg.norm(col_dir) or 1.0
+        normal = np.cross(row_dir, col_dir)
+        n_odd = sum(1 for i in iops if np.abs(np.asarray(i) - ref).max() > 1e-3)
+        if n_odd:
+            warnings.append(f"Mixed orientations: {n_odd} of {len(slices)} image(s) differ from the main "
+                            "ImageOrientationPatient; sorted along the main slice normal")
+        for s in slices:
+            s.pos = float(np.dot(np.asarray(s.ipp, float), normal))
+        slices.sort(key=lambda s: (s.pos, s.hdr.instance or 0, s.frame))
+    else:
+        row_dir, col_dir, normal = np.array([1.0, 0, 0]), np.array([0, 1.0, 0]), np.array([0, 0, 1.0])
+        slices.sort(key=lambda s: (s.hdr.instance if s.hdr.instance is not None else 0, str(s.hdr.path), s.frame))
+        if len(slices) > 1:
+            warnings.append("No ImagePositionPatient/ImageOrientationPatient: slices ordered by InstanceNumber, "
+                            "geometry unknown")
+        for i, s in enumerate(slices):
+            s.pos = float(i) * (headers[0].slice_thickness or 1.0)
+
+    # ---- duplicated positions
+    if have_geometry and len(slices) > 1:
+        slices, dup_warn = _drop_duplicates(slices)
+        warnings.extend(dup_warn)
+
+    # ---- spacing
+    pos = np.array([s.pos for s in slices])
+    thickness = headers[0].slice_thickness
+    if len(slices) > 1:
+        steps = np.diff(pos)
+        dz = float(np.median(steps))
+        gaps = steps > 1.5 * dz
+        if gaps.any():
+            missing = int(sum(round(st / dz) - 1 for st in steps[gaps]))
+            where = ", ".join(f"{pos[i]:.1f}..{pos[i + 1]:.1f} mm" for i in np.flatnonzero(gaps)[:3])
+            msg = (f"{missing} slice(s) missing: gaps at {where} (spacing {dz:.3g} mm); the volume keeps the "
+                   "acquired slices only")
+            if strict:
+                raise MissingSlicesError(msg, headers[0].path.parent)
+            warnings.append(msg)
+        tol = max(0.01, 0.01 * dz)
+        if (np.abs(steps[~gaps] - dz) > tol).any():
+            warnings.append(f"Non-uniform slice spacing: steps {steps.min():.3g}..{steps.max():.3g} mm; "
+                            f"using the median {dz:.3g} mm (positions kept in Volume.slice_positions)")
+    else:
+        dz = float(thickness or 1.0)
+    if dz <= 0:
+        dz = float(thickness or 1.0)
+    ps = headers[0].pixel_spacing or (headers[0].frame_info or [{}])[0].get("pixel_spacing")
+    if ps is None:
+        warnings.append("No PixelSpacing: 1 mm pixels assumed")
+        ps = (1.0, 1.0)
+    spacing = (float(dz), float(ps[0]), float(ps[1]))
+
+    # ---- pixels
+    dtype = np.float32 if is_hu else np.uint8
+    out = np.empty((len(slices), rows, cols), dtype=dtype)
+    _read_pixels(slices, out, is_hu, progress, cancel)
+
+    first = slices[0]
+    origin = tuple(float(c) for c in (first.ipp if first.ipp is not None else (0.0, 0.0, 0.0)))
+    direction = tuple(float(c) for c in np.column_stack([row_dir, col_dir, normal]).ravel())
+    meta = dict(headers[0].meta)
+    tss = sorted({h.transfer_syntax for h in headers})
+    meta["TransferSyntaxUID"] = tss[0] if len(tss) == 1 else tss
+    vol = Volume(array=out, spacing=spacing, origin=origin, direction=direction, modality=modality or "OT",
+                 is_hu=is_hu, meta=meta, source=tuple(dict.fromkeys(s.hdr.path for s in slices)),
+                 series_uid=headers[0].series_uid, study_uid=headers[0].study_uid, warnings=warnings)
+    vol.slice_positions = tuple(float(p) for p in pos)
+    return vol
+
+
+def _drop_duplicates(slices: list[_Slice]) -> tuple[list[_Slice], list[str]]:
+    keep: list[_Slice] = [slices[0]]
+    dropped = 0
+    for s in slices[1:]:
+        prev = keep[-1]
+        if abs(s.pos - prev.pos) < 1e-3:
+            same = (s.hdr.sop_uid and s.hdr.sop_uid == prev.hdr.sop_uid and s.frame == prev.frame) or \
+                _same_pixels(prev, s)
+            if same:
+                dropped += 1
+                continue
+            raise DuplicateSlicesError(
+                f"{prev.hdr.path.name} and {s.hdr.path.name} are both at position {s.pos:.2f} mm along the normal "
+                "but hold different images (two acquisitions mixed in one series?); move one set to another "
+                "folder", s.hdr.path)
+        keep.append(s)
+    warns = [f"{dropped} duplicated slice(s) (same position, same pixels) ignored"] if dropped else []
+    return keep, warns
+
+
+def _same_pixels(a: _Slice, b: _Slice) -> bool:
+    if (a.slope, a.intercept) != (b.slope, b.intercept):
+        return False
+    try:
+        return bool(np.array_equal(_decode(a), _decode(b)))
+    except VolumeError:
+        return False
+
+
+# ------------------------------------------------------------------------------------------------ pixel reading
+def _native_frame(h: DicomHeader, frame: int) -> np.ndarray:
+    """Read one frame of native (uncompressed, not deflated) pixel data straight from the file."""
+    nbytes = max(h.bits_allocated, 8) // 8
+    if h.bits_allocated not in (8, 16, 32):
+        raise UnsupportedTransferSyntaxError(f"BitsAllocated {h.bits_allocated} is not supported", h.path)
+    dt = np.dtype(("i" if h.pixel_rep else "u") + str(nbytes)).newbyteorder(">" if h.big_endian else "<")
+    n = h.rows * h.cols
+    offset = h.pixel_offset + frame * n * nbytes
+    try:
+        with open(h.path, "rb", buffering=0) as fp:
+            fp.seek(offset)
+            buf = bytearray(n * nbytes)
+            got = fp.readinto(buf)
+    except OSError as exc:
+        raise UnreadableFileError(f"Cannot read pixel data ({exc.strerror or exc})", h.path) from exc
+    if got != n * nbytes:
+        raise TruncatedFileError(f"The file ends {n * nbytes - got} bytes before its pixel data does "
+                                 "(truncated download or copy?)", h.path)
+    arr = np.frombuffer(buf, dtype=dt).reshape(h.rows, h.cols)
+    if h.big_endian:
+        arr = arr.astype(dt.newbyteorder("="))
+    if h.bits_stored < h.bits_allocated and nbytes > 1:
+        shift = h.bits_allocated - h.bits_stored
+        if not arr.flags.writeable:
+            arr = arr.copy()
+        np.left_shift(arr, shift, out=arr)
+        np.right_shift(arr, shift, out=arr)
+    return arr
+
+
+def _pydicom_pixels(h: DicomHeader) -> np.ndarray:
+    """Decode all frames of a file with pydicom (compressed, deflated, or anything the fast path skips)."""
+    import pydicom
+
+    try:
+        ds = pydicom.dcmread(h.path, force=True)
+    except EOFError as exc:
+        raise TruncatedFileError("The file ends before its data does (truncated download or copy?)", h.path) from exc
+    except Exception as exc:
+        raise UnreadableFileError(f"Cannot read the DICOM file ({type(exc).__name__}: {exc})", h.path) from exc
+    if "PixelData" not in ds:
+        raise TruncatedFileError("The file ends before its pixel data (truncated?)", h.path)
+    try:
+        arr = ds.pixel_array
+    except (NotImplementedError, RuntimeError) as exc:
+        msg = str(exc)
+        if "no pixel data handler" in msg.lower() or "unable to decode" in msg.lower() or \
+                "not supported" in msg.lower() or isinstance(exc, NotImplementedError):
+            raise UnsupportedTransferSyntaxError(
+                f"Cannot decode pixel data in transfer syntax {h.transfer_syntax}: {msg.splitlines()[0]}",
+                h.path) from exc
+        raise UnreadableFileError(f"Pixel data could not be decoded ({msg.splitlines()[0]})", h.path) from exc
+    except (ValueError, EOFError, IndexError) as exc:
+        raise TruncatedFileError(f"Pixel data are incomplete or corrupt ({str(exc).splitlines()[0]})",
+                                 h.path) from exc
+    if arr.ndim == 2:
+        arr = arr[None]
+    if arr.ndim != 3 or arr.shape[1:] != (h.rows, h.cols):
+        raise UnreadableFileError(f"Decoded pixel array has shape {arr.shape}, expected frames x {h.rows}x{h.cols}",
+                                  h.path)
+    return arr
+
+
+def _decode(s: _Slice) -> np.ndarray:
+    h = s.hdr
+    if h.is_native and h.pixel_offset is not None and h.pixel_length is not None:
+        return _native_frame(h, s.frame)
+    return _pydicom_pixels(h)[s.frame]
+
+
+def _read_pixels(slices: list[_Slice], out: np.ndarray, is_hu: bool, progress: ProgressFn, cancel: CancelFn) -> None:
+    n = len(slices)
+    # multi-frame files are decoded once and scattered
+    by_file: dict[Path, list[int]] = {}
+    for i, s in enumerate(slices):
+        by_file.setdefault(s.hdr.path, []).append(i)
+    stop = threading.Event()
+
+    def job(path: Path) -> int:
+        if stop.is_set():
+            return 0
+        idx = by_file[path]
+        h = slices[idx[0]].hdr
+        if h.is_native and h.pixel_offset is not None and h.pixel_length is not None and h.frames == 1:
+            frames = None
+            raw = _native_frame(h, 0)
+        else:
+            frames = _pydicom_pixels(h)
+        for i in idx:
+            s = slices[i]
+            arr = raw if frames is None else frames[s.frame]
+            if is_hu:
+                dst = out[i]
+                np.multiply(arr, np.float32(s.slope), out=dst, casting="unsafe")
+                if s.intercept:
+                    dst += np.float32(s.intercept)
+            else:
+                out[i] = arr
+        return len(idx)
+
+    done = 0
+    last = -1.0
+    if progress:
+        progress(0.0)
+    paths = list(by_file)
+    if len(paths) == 1 or _workers() == 1:
+        for p in paths:
+            if cancel is not None and cancel():
+                raise LoadCancelled("Loading cancelled")
+            done += job(p)
+            if progress and done / n - last >= 0.01:
+                last = done / n
+                progress(last)
+        return
+    with ThreadPoolExecutor(max_workers=_workers(), thread_name_prefix="lunglens-io") as pool:
+        pending = set()
+        it = iter(paths)
+        # keep a bounded number of files in flight so cancel is quick and memory stays flat
+        for p in it:
+            pending.add(pool.submit(job, p))
+            if len(pending) >= 4 * _workers():
+                break
+        try:
+            while pending:
+                if cancel is not None and cancel():
+                    raise LoadCancelled("Loading cancelled")
+                finished, pending = wait(pending, timeout=0.1, return_when=FIRST_COMPLETED)
+                for f in finished:
+                    done += f.result()
+                    nxt = next(it, None)
+                    if nxt is not None:
+                        pending.add(pool.submit(job, nxt))
+                if progress and done / n - last >= 0.01:
+                    last = done / n
+                    progress(last)
+        except BaseException:
+            stop.set()
+            for f in pending:
+                f.cancel()
+            raise
