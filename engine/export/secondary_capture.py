@@ -81,8 +81,8 @@ def render_overlay(image: np.ndarray, heatmap: np.ndarray, *, window: tuple[floa
                    heat_range: tuple[float, float] = (0.0, 1.0), is_hu: bool = True) -> np.ndarray:
     """Blend a heatmap over a windowed slice: (H, W) image + (H, W) heatmap -> (H, W, 3) uint8 RGB.
 
-    ``heatmap`` values are mapped from ``heat_range`` to the colormap; voxels below ``threshold`` (in the
-    same units) stay grey.  ``is_hu=False`` treats ``image`` as already 0..255 grey (PNG/JPEG stacks).
+    ``heatmap`` values are mapped from ``heat_range`` to the colormap; voxels at or below the range's low end,
+    or below ``threshold`` (in the heatmap's units), stay grey.  ``is_hu=False`` treats ``image`` as already 0..255 grey (PNG/JPEG stacks).
     """
     image = np.asarray(image)
     heatmap = np.asarray(heatmap, dtype=np.float32)
@@ -102,7 +102,7 @@ def render_overlay(image: np.ndarray, heatmap: np.ndarray, *, window: tuple[floa
     rgb = np.repeat(grey[..., None], 3, axis=2).astype(np.float32)
     level = np.clip((heatmap - lo) / (hi - lo), 0.0, 1.0)
     colour = colormap_lut(colormap)[np.rint(level * 255).astype(np.int64)].astype(np.float32)
-    alpha = np.where(heatmap >= threshold, opacity, 0.0).astype(np.float32)[..., None]
+    alpha = np.where((heatmap >= threshold) & (level > 0.0), opacity, 0.0).astype(np.float32)[..., None]
     out = rgb * (1.0 - alpha) + colour * alpha
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
@@ -192,7 +192,7 @@ class SecondaryCaptureImage(Dataset):
                  pixel_spacing: Sequence[float] | None = None, manufacturer: str = "LungLens",
                  software_version: str | None = None, source_paths: Sequence[str | Path] = ()):
         super().__init__()
-        srcs = [sources] if isinstance(sources, Dataset) else list(sources)
+        srcs = [sources] if isinstance(sources, Dataset) else list(sources or [])
         if not srcs or not all(isinstance(s, Dataset) for s in srcs):
             raise ExportError("a Secondary Capture needs the source slice's DICOM header (a pydicom Dataset); "
                               "non-DICOM scans (NIfTI, PNG) cannot be linked to a PACS study: export PNG instead")

@@ -129,7 +129,9 @@ def _resolve_server(args: argparse.Namespace) -> PacsServer:
     return _inline_server(args)
 
 
-def _progress_printer(stream=sys.stderr):
+def _progress_printer():
+    stream = sys.stderr
+
     def show(p: TransferProgress) -> None:
         total = p.total if p.total is not None else "?"
         end = "\n" if p.total is not None and p.done >= p.total else ""

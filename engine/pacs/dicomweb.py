@@ -327,7 +327,7 @@ class DicomWebClient:
                 body.write(b"\r\n")
             body.write(f"--{boundary}--\r\n".encode("ascii"))
             response = self._request(
-                "POST", "studies", what="store (STOW-RS)", ok=(200, 202, 409), data=body.getvalue(),
+                "POST", "studies", what="store (STOW-RS)", ok=(200, 202, 400, 409), data=body.getvalue(),
                 headers={"Content-Type": f'multipart/related; type="application/dicom"; boundary={boundary}',
                          "Accept": "application/dicom+json"})
             ok_uids, warn, bad = _parse_stow_response(response, [str(ds.SOPInstanceUID) for _l, ds in batch])
@@ -387,8 +387,11 @@ def _parse_stow_response(response: requests.Response, sent: list[str]):
         reason = int(item.get("FailureReason", 0) or 0)
         failed[str(item.get("ReferencedSOPInstanceUID", "?"))] = (
             f"0x{reason:04X} {_FAILURE_REASONS.get(reason, '')}".strip())
-    if response.status_code == 409 and not failed:
-        failed = {uid: "HTTP 409 conflict" for uid in sent if uid not in stored}
+    if response.status_code in (400, 409):
+        # all refused (PS3.18 says 409; some servers answer 400); name each instance we have no reason for
+        for uid in sent:
+            if uid not in stored and uid not in failed:
+                failed[uid] = f"HTTP {response.status_code}: the server refused the data set"
     if response.status_code == 200 and not stored and not failed:
         stored = list(sent)  # a server that answers 200 without a body stored everything
     return [s for s in stored if s], warnings, failed

@@ -242,12 +242,21 @@ class DimseClient:
                                  f"negotiation{tls}. Check that host:port is a DICOM port and that both AE titles "
                                  f"are right", s.name)
 
-    def _lost(self, assoc, what: str) -> PacsError:
-        """An empty status: the DIMSE timeout expired or the peer aborted."""
+    def _lost(self, assoc, what: str, started: float) -> PacsError:
+        """No (valid) answer to a request: the DIMSE timeout expired, or the server aborted."""
         s = self.server
-        if assoc.is_aborted and not assoc.is_established:
-            return PacsTimeoutError(f"{what}: no answer from the {self._who()} within {s.timeout_s:g} s, or the "
-                                    f"server aborted the association; try again or raise timeout_s", s.name)
+        if time.monotonic() - started >= 0.8 * s.timeout_s:
+            return PacsTimeoutError(f"{what}: no answer from the {self._who()} within {s.timeout_s:g} s. The "
+                                    f"server may be hung or overloaded; try again or raise timeout_s", s.name)
+        deadline = time.monotonic() + 0.5  # the reactor thread flags the abort a moment after the empty status
+        while assoc.is_established and not assoc.is_aborted and time.monotonic() < deadline:
+            time.sleep(0.01)
+        if assoc.is_aborted:
+            return AssociationRejectedError(
+                f"{what}: the {self._who()} aborted the association instead of answering. Servers do this when "
+                f"LungLens's AE title '{s.calling_ae}' is not allowed to query or retrieve: ask the PACS "
+                f"administrator to register AE '{s.calling_ae}' (this computer's address, port {s.move_port})",
+                s.name)
         return PacsProtocolError(f"{what}: the {self._who()} sent no valid answer", s.name)
 
     # -- PacsClient --------------------------------------------------------------------------------------
@@ -255,10 +264,11 @@ class DimseClient:
         start = time.perf_counter()
         with self._association([(Verification, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])],
                                "echo (C-ECHO)") as assoc:
+            sent = time.monotonic()
             status = assoc.send_c_echo()
             code = _code(status)
             if code is None:
-                raise self._lost(assoc, "echo (C-ECHO)")
+                raise self._lost(assoc, "echo (C-ECHO)", sent)
             if code != 0:
                 raise PacsProtocolError(f"echo (C-ECHO): the {self._who()} answered status 0x{code:04X} "
                                         f"({_status_text(code)})", self.server.name)
@@ -268,10 +278,12 @@ class DimseClient:
         contexts = [(StudyRootQueryRetrieveInformationModelFind, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])]
         out: list[Dataset] = []
         with self._association(contexts, what) as assoc:
+            sent = time.monotonic()
             for status, ident in assoc.send_c_find(identifier, StudyRootQueryRetrieveInformationModelFind):
                 code = _code(status)
                 if code is None:
-                    raise self._lost(assoc, what)
+                    raise self._lost(assoc, what, sent)
+                sent = time.monotonic()
                 if code in _PENDING:
                     if ident is not None:
                         out.append(ident)
@@ -444,6 +456,7 @@ class DimseClient:
         final = None
         with self._association(self._get_contexts(sop_classes), what + " (C-GET)", ext_neg=roles,
                                handlers=[(evt.EVT_C_STORE, on_store)]) as assoc:
+            sent = time.monotonic()
             for status, _ident in assoc.send_c_get(identifier, StudyRootQueryRetrieveInformationModelGet):
                 if cancelled() or state["cancelled"]:
                     state["cancelled"] = True
@@ -451,7 +464,8 @@ class DimseClient:
                     break
                 code = _code(status)
                 if code is None:
-                    raise self._lost(assoc, what + " (C-GET)")
+                    raise self._lost(assoc, what + " (C-GET)", sent)
+                sent = time.monotonic()
                 if code in _PENDING:
                     continue
                 final = code
@@ -481,6 +495,7 @@ class DimseClient:
                 contexts = [(StudyRootQueryRetrieveInformationModelMove,
                              [ExplicitVRLittleEndian, ImplicitVRLittleEndian])]
                 with self._association(contexts, what + " (C-MOVE)") as assoc:
+                    sent = time.monotonic()
                     for status, _ident in assoc.send_c_move(identifier, s.calling_ae,
                                                             StudyRootQueryRetrieveInformationModelMove):
                         if cancelled() or state["cancelled"]:
@@ -489,7 +504,8 @@ class DimseClient:
                             break
                         code = _code(status)
                         if code is None:
-                            raise self._lost(assoc, what + " (C-MOVE)")
+                            raise self._lost(assoc, what + " (C-MOVE)", sent)
+                        sent = time.monotonic()
                         if code in _PENDING:
                             continue
                         final = code
@@ -552,6 +568,7 @@ class DimseClient:
                     raise PacsCancelled(f"send cancelled after {len(stored)} of {total} instances",
                                         self.server.name)
                 uid = str(ds.SOPInstanceUID)
+                sent = time.monotonic()
                 try:
                     status = assoc.send_c_store(ds)
                 except (ValueError, AttributeError) as exc:
@@ -559,7 +576,7 @@ class DimseClient:
                     continue
                 code = _code(status)
                 if code is None:
-                    raise self._lost(assoc, "send (C-STORE)")
+                    raise self._lost(assoc, "send (C-STORE)", sent)
                 if code == 0x0000:
                     stored.append(uid)
                 elif code in (0xB000, 0xB006, 0xB007, 0xB00A):

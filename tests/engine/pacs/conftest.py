@@ -68,9 +68,9 @@ def studies(orthanc, tmp_path_factory) -> dict[str, WrittenSeries]:
 
 
 @pytest.fixture
-def victim(orthanc, tmp_path) -> WrittenSeries:
-    """A fresh study of its own, for tests that delete it from the server."""
-    series = write_series(tmp_path / "victim", patient_name="VICTIM^TEST", patient_id="LL-VICTIM",
+def own_study(orthanc, tmp_path) -> WrittenSeries:
+    """A fresh study of its own (8 CT slices), for tests that delete it or add series to it."""
+    series = write_series(tmp_path / "own_study", patient_name="OWN^STUDY", patient_id="LL-OWN",
                           study_date="20220202", n_slices=8, seed=9)
     orthanc.upload(series.paths)
     return series

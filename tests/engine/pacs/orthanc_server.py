@@ -173,15 +173,22 @@ class OrthancServer:
         except OSError:
             return "(no log)"
 
-    @contextmanager
-    def paused(self):
-        """Freeze the server (SIGSTOP): it keeps accepting TCP connections but answers nothing."""
+    def pause(self) -> None:
+        """Freeze the server (SIGSTOP): the kernel still accepts TCP connections but nothing answers."""
         assert self.proc is not None
         os.kill(self.proc.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        if self.proc is not None:
+            os.kill(self.proc.pid, signal.SIGCONT)
+
+    @contextmanager
+    def paused(self):
+        self.pause()
         try:
             yield
         finally:
-            os.kill(self.proc.pid, signal.SIGCONT)
+            self.resume()
 
     # -- REST helpers (test set-up only; the engine never uses Orthanc's own REST API) ----------------
     def rest(self, method: str, path: str, **kwargs) -> requests.Response:

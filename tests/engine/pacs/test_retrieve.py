@@ -65,16 +65,15 @@ def test_retrieve_lands_in_cache_bit_identical_with_progress(orthanc, studies, k
     assert not [p for p in got.folder.parent.iterdir() if ".partial-" in p.name or ".old-" in p.name]
 
 
-@pytest.mark.parametrize("kind", ["dicomweb", "dimse-get"])
-def test_retrieve_real_scanner_series_bit_identical(orthanc, shared_series, kind):
-    """64-slice Philips series (Implicit VR) and a RICORD JPEG-Lossless series: the cached files hold the
-    same encoded pixel data as the originals (no transcoding) and decode to identical HU."""
+@pytest.mark.parametrize("kind, name", [("dicomweb", "philips"), ("dimse-get", "ricord"), ("dimse-move", "ricord")])
+def test_retrieve_real_scanner_series_bit_identical(orthanc, shared_series, kind, name):
+    """The 64-slice Philips series (Implicit VR) and a RICORD series (JPEG Lossless): the cached files hold
+    the same encoded pixel data as the originals (nothing transcoded) and decode to identical values."""
     client = open_client(client_server(orthanc, kind))
-    for name in ("philips", "ricord"):
-        head = pydicom.dcmread(shared_series[name][0], stop_before_pixels=True)
-        got = client.retrieve_series(str(head.StudyInstanceUID), str(head.SeriesInstanceUID))
-        assert got.n_instances == len(shared_series[name])
-        _assert_same_pixels(got.files, shared_series[name], same_bytes=(kind == "dicomweb"))
+    head = pydicom.dcmread(shared_series[name][0], stop_before_pixels=True)
+    got = client.retrieve_series(str(head.StudyInstanceUID), str(head.SeriesInstanceUID))
+    assert got.n_instances == len(shared_series[name])
+    _assert_same_pixels(got.files, shared_series[name], same_bytes=(kind == "dicomweb"))
 
 
 @pytest.mark.parametrize("kind", KINDS)
