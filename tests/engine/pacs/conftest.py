@@ -99,3 +99,16 @@ def client_server(orthanc: OrthancServer, kind: str, **changes):
     if kind == "dimse":
         return orthanc.dimse_server(**changes)
     raise ValueError(kind)
+
+
+@pytest.fixture(scope="session")
+def phantom_series(orthanc, tmp_path_factory):
+    """The LungLens chest phantom (non-square, non-isotropic, two lesions) written as a compressed
+    DICOM series (RLE Lossless) by ``engine.phantom`` and loaded into Orthanc.  Returns (phantom, paths)."""
+    from engine.phantom import make_phantom, write_dicom_series
+
+    phantom = make_phantom(shape=(10, 72, 96), spacing=(5.0, 1.1, 0.8), seed=4, lesions=2)
+    paths = write_dicom_series(phantom.volume, tmp_path_factory.mktemp("phantom"), uid_seed="pacs-tests",
+                               transfer_syntax="1.2.840.10008.1.2.5", patient_id="LL-PHANTOM")
+    orthanc.upload(paths)
+    return phantom, paths

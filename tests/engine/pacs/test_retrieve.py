@@ -107,3 +107,20 @@ def test_malicious_uid_cannot_escape_the_cache(orthanc, studies):
     client = open_client(client_server(orthanc, "dicomweb"))
     with pytest.raises(PacsError, match="invalid"):
         client.retrieve_series("../../etc", studies["jane"].series_uid)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_retrieved_phantom_loads_as_the_same_volume(orthanc, phantom_series, kind):
+    """PACS -> cache -> engine.io: the retrieved phantom series (RLE Lossless) loads back as exactly the
+    phantom's HU volume with its non-isotropic spacing."""
+    from engine.io import load_volume
+
+    phantom, paths = phantom_series
+    head = pydicom.dcmread(paths[0], stop_before_pixels=True)
+    client = open_client(client_server(orthanc, kind))
+    got = client.retrieve_series(str(head.StudyInstanceUID), str(head.SeriesInstanceUID), refresh=True)
+    _assert_same_pixels(got.files, paths, same_bytes=(kind == "dicomweb"))
+    volume = load_volume(got.folder)
+    assert volume.shape == phantom.volume.shape == (10, 72, 96)
+    assert np.allclose(volume.spacing, (5.0, 1.1, 0.8))
+    assert np.array_equal(np.asarray(volume.array, np.float32), np.asarray(phantom.volume.array, np.float32))
