@@ -150,12 +150,20 @@ def read_header(path: str | Path) -> DicomHeader:
     st = _stat(path)
     try:
         with open(path, "rb") as fp:
-            prefix = fp.read(132)
+            buf = fp.read(8192)
+            if not looks_like_dicom(buf):
+                raise NotDicomError(str(path))
+            try:
+                hdr = _walk(path, st, fp, buf)
+            except (_Bail, struct.error, UnicodeDecodeError, ValueError, IndexError):
+                hdr = None
+            except _TruncatedHeader as exc:
+                raise TruncatedFileError("The file ends in the middle of its DICOM header (truncated download or "
+                                         "copy?)", path) from exc
     except OSError as exc:
         raise UnreadableFileError(f"Cannot read file ({exc.strerror or exc})", path) from exc
-    if not looks_like_dicom(prefix):
-        raise NotDicomError(str(path))
-    hdr = _read_header_pydicom(path, st)
+    if hdr is None:
+        hdr = _read_header_pydicom(path, st)
     return hdr
 
 
@@ -289,6 +297,10 @@ def _locate_pixels(h: DicomHeader, path: Path, pos: int) -> None:
             head = fp.read(12)
     except OSError:
         return
+    _parse_pixel_element(h, head, pos)
+
+
+def _parse_pixel_element(h: DicomHeader, head: bytes, pos: int) -> None:
     if len(head) < 8:
         return
     big = h.big_endian
@@ -344,3 +356,293 @@ def check_pixels(h: DicomHeader) -> None:
             raise TruncatedFileError(f"The file ends {expected - avail} bytes before its pixel data does "
                                      "(truncated download or copy?)", h.path)
 
+
+
+# ------------------------------------------------------------------------------------------ fast header walker
+# A minimal DICOM tag walker for the common case (Part 10 file, implicit or explicit VR little endian, native or
+# encapsulated pixel data, no functional groups): ~10x faster than pydicom's parser, which matters for a
+# 300-file series.  Any surprise returns None and the caller falls back to pydicom.
+
+_LONG_VRS = {b"OB", b"OW", b"OF", b"SQ", b"UT", b"UN", b"OD", b"OL", b"OV", b"UC", b"UR", b"SV", b"UV"}
+_STR, _US, _DS, _IS = 0, 1, 2, 3
+_WANTED: dict[int, tuple[str, int]] = {
+    0x00080016: ("SOPClassUID", _STR), 0x00080018: ("SOPInstanceUID", _STR), 0x00080060: ("Modality", _STR),
+    0x0008103E: ("SeriesDescription", _STR), 0x00081030: ("StudyDescription", _STR),
+    0x00080070: ("Manufacturer", _STR), 0x00081090: ("ManufacturerModelName", _STR),
+    0x00080020: ("StudyDate", _STR), 0x00180015: ("BodyPartExamined", _STR), 0x00180050: ("SliceThickness", _DS),
+    0x00180060: ("KVP", _DS), 0x00181210: ("ConvolutionKernel", _STR), 0x00185100: ("PatientPosition", _STR),
+    0x0020000D: ("StudyInstanceUID", _STR), 0x0020000E: ("SeriesInstanceUID", _STR),
+    0x00200011: ("SeriesNumber", _IS), 0x00200012: ("AcquisitionNumber", _IS), 0x00200013: ("InstanceNumber", _IS),
+    0x00200032: ("ImagePositionPatient", _DS), 0x00200037: ("ImageOrientationPatient", _DS),
+    0x00200052: ("FrameOfReferenceUID", _STR), 0x00280002: ("SamplesPerPixel", _US),
+    0x00280004: ("PhotometricInterpretation", _STR), 0x00280008: ("NumberOfFrames", _IS),
+    0x00280010: ("Rows", _US), 0x00280011: ("Columns", _US), 0x00280030: ("PixelSpacing", _DS),
+    0x00280100: ("BitsAllocated", _US), 0x00280101: ("BitsStored", _US), 0x00280103: ("PixelRepresentation", _US),
+    0x00281050: ("WindowCenter", _DS), 0x00281051: ("WindowWidth", _DS), 0x00281052: ("RescaleIntercept", _DS),
+    0x00281053: ("RescaleSlope", _DS), 0x00080005: ("SpecificCharacterSet", _STR),
+}
+_BAIL_TAGS = {0x52009229, 0x52009230, 0x00041220}   # functional groups, DICOMDIR records: leave to pydicom
+_unpack_hh = struct.Struct("<HH").unpack_from
+_unpack_h = struct.Struct("<H").unpack_from
+_unpack_i = struct.Struct("<I").unpack_from
+
+
+class _Bail(Exception):
+    pass
+
+
+def _skip_items(buf: bytes, pos: int, implicit: bool, end: int) -> int:
+    """Skip an undefined-length sequence's items starting at ``pos``; return the position after its delimiter."""
+    while True:
+        if pos + 8 > end:
+            raise _Bail
+        g, e = _unpack_hh(buf, pos)
+        length = _unpack_i(buf, pos + 4)[0]
+        if g != 0xFFFE:
+            raise _Bail
+        if e == 0xE0DD:                        # sequence delimiter
+            return pos + 8
+        if e != 0xE000:
+            raise _Bail
+        if length != 0xFFFFFFFF:
+            pos += 8 + length
+            continue
+        pos += 8
+        while True:                            # undefined-length item: elements until the item delimiter
+            if pos + 8 > end:
+                raise _Bail
+            g, e = _unpack_hh(buf, pos)
+            if g == 0xFFFE and e == 0xE00D:
+                pos += 8
+                break
+            pos = _skip_element(buf, pos, implicit, end)
+
+
+def _skip_element(buf: bytes, pos: int, implicit: bool, end: int) -> int:
+    if implicit:
+        length = _unpack_i(buf, pos + 4)[0]
+        hdr, vr = 8, None
+    else:
+        vr = buf[pos + 4:pos + 6]
+        if vr in _LONG_VRS:
+            length = _unpack_i(buf, pos + 8)[0]
+            hdr = 12
+        else:
+            length = _unpack_h(buf, pos + 6)[0]
+            hdr = 8
+    if length == 0xFFFFFFFF:
+        return _skip_items(buf, pos + hdr, implicit or vr == b"UN", end)
+    return pos + hdr + length
+
+
+def _fast_header(path: Path, st: os.stat_result) -> DicomHeader | None:
+    try:
+        with open(path, "rb") as fp:
+            buf = fp.read(8192)
+            return _walk(path, st, fp, buf)
+    except (_Bail, struct.error, UnicodeDecodeError, ValueError, IndexError):
+        return None
+
+
+def _walk(path: Path, st, fp, buf: bytes) -> DicomHeader | None:
+    if len(buf) < 140 or buf[128:132] != b"DICM":
+        return None
+    pos, end = 132, len(buf)
+    ts = ""
+    media_class = ""
+    while pos + 8 <= end:
+        g, e = _unpack_hh(buf, pos)
+        if g != 0x0002:
+            break
+        vr = buf[pos + 4:pos + 6]
+        if vr in _LONG_VRS:
+            length, hdr = _unpack_i(buf, pos + 8)[0], 12
+        else:
+            length, hdr = _unpack_h(buf, pos + 6)[0], 8
+        val = buf[pos + hdr:pos + hdr + length]
+        if e == 0x0010:
+            ts = val.decode("ascii").strip("\0 ")
+        elif e == 0x0002:
+            media_class = val.decode("ascii").strip("\0 ")
+        pos += hdr + length
+    if ts == "1.2.840.10008.1.2":
+        implicit = True
+    elif ts and ts not in ("1.2.840.10008.1.2.2", "1.2.840.10008.1.2.1.99"):
+        implicit = False        # explicit VR little endian, and every encapsulated syntax
+    else:
+        return None
+    vals: dict[str, object] = {}
+    pixel_pos = None
+    while True:
+        if pos + 12 > end:
+            more = fp.read(max(16384, end))
+            if not more:
+                if pos == end:
+                    break                      # the dataset ends cleanly (an object without pixel data)
+                if pos + 8 > end:
+                    raise _TruncatedHeader
+            else:
+                buf += more
+                end = len(buf)
+                continue
+        g, e = _unpack_hh(buf, pos)
+        tag = (g << 16) | e
+        if tag == 0x7FE00010:
+            pixel_pos = pos
+            break
+        if g > 0x7FE0 and g != 0xFFFE:
+            break
+        if tag in _BAIL_TAGS:
+            return None
+        if implicit:
+            length, hdr, vr = _unpack_i(buf, pos + 4)[0], 8, None
+        else:
+            vr = buf[pos + 4:pos + 6]
+            if vr in _LONG_VRS:
+                length, hdr = _unpack_i(buf, pos + 8)[0], 12
+            elif vr.isalpha():
+                length, hdr = _unpack_h(buf, pos + 6)[0], 8
+            else:
+                return None
+        if length == 0xFFFFFFFF:
+            while True:
+                try:
+                    pos = _skip_items(buf, pos + hdr, implicit or vr == b"UN", end)
+                    break
+                except _Bail:
+                    more = fp.read(max(16384, end))
+                    if not more:
+                        raise
+                    buf += more
+                    end = len(buf)
+            continue
+        vstart = pos + hdr
+        if vstart + length > end:
+            need = vstart + length - end
+            more = fp.read(max(need, 65536))
+            buf += more
+            end = len(buf)
+            if vstart + length > end:
+                raise _TruncatedHeader
+        w = _WANTED.get(tag)
+        if w is not None:
+            name, kind = w
+            raw = buf[vstart:vstart + length]
+            if kind == _US:
+                if length >= 2:
+                    vals[name] = _unpack_h(raw, 0)[0]
+            else:
+                text = raw.decode("latin-1").strip("\0 ")
+                vals[name] = text
+        pos = vstart + length
+    h = _header_from_values(path, st, ts, media_class, vals, None)
+    if pixel_pos is not None:
+        if pixel_pos + 12 <= len(buf):
+            _parse_pixel_element(h, buf[pixel_pos:pixel_pos + 12], pixel_pos)
+        else:
+            _locate_pixels(h, path, pixel_pos)
+    return h
+
+
+class _TruncatedHeader(Exception):
+    pass
+
+
+def _split(text) -> list[str]:
+    return [t.strip() for t in str(text).split("\\")]
+
+
+def _dsn(text, n):
+    if text is None:
+        return None
+    try:
+        parts = [float(t) for t in _split(text)]
+    except ValueError:
+        return None
+    return tuple(parts) if len(parts) == n else None
+
+
+def _ds1(text):
+    if text in (None, ""):
+        return None
+    try:
+        return float(_split(text)[0])
+    except ValueError:
+        return None
+
+
+def _is1(text):
+    v = _ds1(text)
+    return None if v is None else int(round(v))
+
+
+def _meta_value(name: str, text, charset: str):
+    kind = _WANTED_BY_NAME[name]
+    if kind == _US:
+        return int(text)
+    parts = _split(text)
+    if kind == _DS:
+        try:
+            vals = [float(p) for p in parts if p != ""]
+        except ValueError:
+            return None
+        return vals[0] if len(vals) == 1 else (vals or None)
+    if kind == _IS:
+        try:
+            vals = [int(float(p)) for p in parts if p != ""]
+        except ValueError:
+            return None
+        return vals[0] if len(vals) == 1 else (vals or None)
+    if charset and "192" in charset:
+        try:
+            parts = [p.encode("latin-1").decode("utf-8") for p in parts]
+        except UnicodeError:
+            pass
+    parts = [p for p in parts]
+    return parts[0] if len(parts) == 1 else parts
+
+
+_WANTED_BY_NAME = {name: kind for name, kind in _WANTED.values()}
+
+
+def _header_from_values(path, st, ts, media_class, vals, pixel_pos) -> DicomHeader:
+    h = DicomHeader(path=path, size=st.st_size, mtime_ns=st.st_mtime_ns, transfer_syntax=ts)
+    h.sop_class = str(vals.get("SOPClassUID") or media_class or "")
+    h.is_dicomdir = h.sop_class == DICOMDIR_CLASS
+    h.sop_uid = str(vals.get("SOPInstanceUID", ""))
+    h.series_uid = str(vals.get("SeriesInstanceUID", ""))
+    h.study_uid = str(vals.get("StudyInstanceUID", ""))
+    h.frame_uid = str(vals.get("FrameOfReferenceUID", ""))
+    h.modality = str(vals.get("Modality", ""))
+    h.rows = int(vals.get("Rows", 0) or 0)
+    h.cols = int(vals.get("Columns", 0) or 0)
+    h.frames = _is1(vals.get("NumberOfFrames")) or 1
+    h.samples = int(vals.get("SamplesPerPixel", 1) or 1)
+    h.photometric = str(vals.get("PhotometricInterpretation") or "MONOCHROME2")
+    h.bits_allocated = int(vals.get("BitsAllocated", 16) or 16)
+    h.bits_stored = int(vals.get("BitsStored", h.bits_allocated) or h.bits_allocated)
+    h.pixel_rep = int(vals.get("PixelRepresentation", 0) or 0)
+    h.ipp = _dsn(vals.get("ImagePositionPatient"), 3)
+    h.iop = _dsn(vals.get("ImageOrientationPatient"), 6)
+    h.pixel_spacing = _dsn(vals.get("PixelSpacing"), 2)
+    h.slice_thickness = _ds1(vals.get("SliceThickness"))
+    slope, inter = _ds1(vals.get("RescaleSlope")), _ds1(vals.get("RescaleIntercept"))
+    h.has_rescale = slope is not None or inter is not None
+    h.slope = slope if slope not in (None, 0) else 1.0
+    h.intercept = inter if inter is not None else 0.0
+    h.instance = _is1(vals.get("InstanceNumber"))
+    h.acquisition = _is1(vals.get("AcquisitionNumber"))
+    charset = str(vals.get("SpecificCharacterSet", ""))
+    meta = {}
+    for key in SAFE_META_KEYS:
+        if key == "TransferSyntaxUID":
+            meta[key] = ts
+            continue
+        if key in vals and vals[key] not in ("", None):
+            v = _meta_value(key, vals[key], charset)
+            if v not in (None, "", []):
+                meta[key] = v
+    h.meta = meta
+    if pixel_pos is not None:
+        _locate_pixels(h, path, pixel_pos)
+    return h

@@ -29,6 +29,14 @@ LOSSY_SYNTAXES = {
     "1.2.840.10008.1.2.4.81": "JPEG-LS near-lossless",
     "1.2.840.10008.1.2.4.91": "JPEG 2000 (lossy)",
 }
+# Lossless compressed syntaxes that SimpleITK/GDCM decodes per file with the GIL released (so a thread pool
+# decodes in parallel, unlike the pylibjpeg plugins); used after a per-series self-check against pydicom.
+SITK_SYNTAXES = {
+    "1.2.840.10008.1.2.4.57", "1.2.840.10008.1.2.4.70",     # JPEG lossless
+    "1.2.840.10008.1.2.4.80",                                # JPEG-LS lossless
+    "1.2.840.10008.1.2.4.90",                                # JPEG 2000 lossless
+    "1.2.840.10008.1.2.5",                                   # RLE lossless
+}
 ProgressFn = Callable[[float], None] | None
 CancelFn = Callable[[], bool] | None
 
@@ -275,6 +283,43 @@ def _pydicom_pixels(h: DicomHeader) -> np.ndarray:
     return arr
 
 
+def _sitk_frame(h: DicomHeader) -> np.ndarray:
+    """HU of a single-frame file decoded by SimpleITK/GDCM (which applies the file's own rescale)."""
+    import SimpleITK as sitk
+
+    reader = sitk.ImageFileReader()
+    reader.SetImageIO("GDCMImageIO")
+    reader.SetFileName(str(h.path))
+    try:
+        img = reader.Execute()
+    except RuntimeError as exc:
+        raise UnreadableFileError(f"SimpleITK/GDCM could not decode the file ({str(exc).strip()[-200:]})",
+                                  h.path) from exc
+    arr = sitk.GetArrayFromImage(img)      # a copy: a view would dangle once ``img`` is freed
+    if arr.ndim == 3:
+        arr = arr[0]
+    if arr.shape != (h.rows, h.cols):
+        raise UnreadableFileError(f"Decoded image has shape {arr.shape}, expected {h.rows}x{h.cols}", h.path)
+    return arr
+
+
+def _sitk_ok(s: _Slice) -> bool:
+    """Self-check on one slice: does the SimpleITK path give exactly the pydicom-path HU?"""
+    try:
+        ref = _pydicom_pixels(s.hdr)[0]
+        mine = np.empty(ref.shape, np.float32)
+        np.multiply(ref, np.float32(s.slope), out=mine, casting="unsafe")
+        mine += np.float32(s.intercept)
+        return bool(np.array_equal(mine, _sitk_frame(s.hdr).astype(np.float32)))
+    except Exception:
+        return False
+
+
+def _sitk_eligible(h: DicomHeader) -> bool:
+    return (h.transfer_syntax in SITK_SYNTAXES and h.frames == 1 and h.samples == 1 and not h.frame_info
+            and h.photometric == "MONOCHROME2" and h.bits_allocated == 16)
+
+
 def _decode(s: _Slice) -> np.ndarray:
     h = s.hdr
     if h.is_native and h.pixel_offset is not None and h.pixel_length is not None:
@@ -289,12 +334,19 @@ def _read_pixels(slices: list[_Slice], out: np.ndarray, is_hu: bool, progress: P
     for i, s in enumerate(slices):
         by_file.setdefault(s.hdr.path, []).append(i)
     stop = threading.Event()
+    use_sitk = False
+    if is_hu and len(by_file) > 1:
+        first = next((s for s in slices if _sitk_eligible(s.hdr)), None)
+        use_sitk = first is not None and _sitk_ok(first)
 
     def job(path: Path) -> int:
         if stop.is_set():
             return 0
         idx = by_file[path]
         h = slices[idx[0]].hdr
+        if use_sitk and _sitk_eligible(h):
+            out[idx[0]] = _sitk_frame(h)
+            return 1
         if h.is_native and h.pixel_offset is not None and h.pixel_length is not None and h.frames == 1:
             frames = None
             raw = _native_frame(h, 0)

@@ -164,6 +164,7 @@ class Scan:
         self.n_skipped = 0
         self.warnings: list[str] = []
         self.errors: list[VolumeError] = []
+        self.no_pixels: list[Path] = []
 
     def skip(self, path: Path, reason: str) -> None:
         self.n_skipped += 1
@@ -203,6 +204,7 @@ def _add_file(scan: Scan, path: Path, st: os.stat_result | None, from_folder: bo
         return
     if not h.has_pixels:
         scan.skip(path, "DICOM object without pixel data (report, presentation state, ...)")
+        scan.no_pixels.append(path)
         return
     key = h.series_uid or f"nouid:{h.study_uid}:{h.frame_uid}:{path.parent}"
     scan.dicom.setdefault(key, []).append(h)

@@ -16,7 +16,7 @@ from typing import Callable
 from engine.io.dicom_header import NotDicomError
 from engine.io.dicom_series import load_dicom_series
 from engine.io.discover import cached_header, is_dicomdir, scan_path, series_info
-from engine.io.errors import LoadCancelled, SymlinkLoopError, UnreadableFileError, VolumeError
+from engine.io.errors import LoadCancelled, NoPixelDataError, SymlinkLoopError, UnreadableFileError
 from engine.io.other_formats import kind_of, load_image2d, load_itk
 from engine.io.volume import SeriesInfo, Volume
 
@@ -87,6 +87,8 @@ def _load_folder(path: Path, progress, cancel, strict) -> Volume:
             info = series_info(key, headers)
             vol.warnings.insert(0, f"{path} holds {n_series} series; loaded '{info.label}' (the largest). "
                                    "Use the series browser / discover() to pick another")
+        for err in scan.errors[:3]:
+            vol.warnings.append(f"Skipped a bad file: {type(err).__name__}: {err}")
         if scan.n_skipped:
             vol.warnings.append(f"{scan.n_skipped} file(s) in the folder skipped (not images, or unreadable)")
         return vol
@@ -98,6 +100,9 @@ def _load_folder(path: Path, progress, cancel, strict) -> Volume:
         return vol
     if scan.errors:
         raise scan.errors[0]
+    if scan.no_pixels:
+        raise NoPixelDataError(f"The folder holds {len(scan.no_pixels)} DICOM object(s), none with an image "
+                               "(reports, presentation states, ...); open the image series instead", path)
     if any("loop" in w for w in scan.warnings):
         raise SymlinkLoopError("Only symbolic link loops and no images were found in the folder", path)
     raise UnreadableFileError(
