@@ -9,9 +9,12 @@ A viewer dialog drives a :class:`PacsClient` from a worker thread::
                                  progress=on_progress, cancel=stop_event)   # threading.Event or callable
     volume = engine.io.load(got.folder)               # a folder in the app's cache
 
-``progress`` is called from the thread doing the transfer with a :class:`TransferProgress` after every
-instance; ``cancel`` is polled between instances (a ``threading.Event`` or any ``() -> bool``), and a
-cancelled operation raises :class:`~engine.pacs.errors.PacsCancelled` and leaves nothing partial behind.
+``progress`` receives a :class:`TransferProgress` after every instance, from the thread doing the transfer
+(for DIMSE that is pynetdicom's association thread, not the caller's): a GUI forwards it with a queued
+signal and throttles it.  ``cancel`` is polled between instances (a ``threading.Event`` or any
+``() -> bool``); a cancelled operation raises :class:`~engine.pacs.errors.PacsCancelled` and leaves nothing
+partial behind.  A client is cheap: use one per worker thread (the DICOMweb one holds a requests.Session).
+Every failure is a :class:`~engine.pacs.errors.PacsError` whose ``str()`` is the message to show.
 """
 
 from __future__ import annotations

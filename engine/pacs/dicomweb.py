@@ -89,11 +89,13 @@ class DicomWebClient:
         self.session = session or requests.Session()
         if server.username:
             self.session.auth = (server.username, server.password() or "")
+        # passed with every request: a session-level ``verify`` loses against REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE
+        self._verify: bool | str = True
         if server.uses_tls:
             if not server.tls_verify:
-                self.session.verify = False
+                self._verify = False
             elif server.tls_ca_file:
-                self.session.verify = str(Path(server.tls_ca_file).expanduser())
+                self._verify = str(Path(server.tls_ca_file).expanduser())
             if server.tls_cert_file:
                 self.session.cert = (str(Path(server.tls_cert_file).expanduser()),
                                      str(Path(server.tls_key_file).expanduser()))
@@ -115,7 +117,8 @@ class DicomWebClient:
         url = f"{self.base}/{path.lstrip('/')}" if path else self.base
         timeout = self.server.timeout_s
         try:
-            response = self.session.request(method, url, timeout=(timeout, timeout), **kwargs)
+            response = self.session.request(method, url, timeout=(timeout, timeout), verify=self._verify,
+                                            **kwargs)
         except requests.exceptions.SSLError as exc:
             raise PacsTlsError(
                 f"{what}: TLS handshake with the {self._who()} failed ({_root_cause(exc)}). Check the CA file "

@@ -237,7 +237,8 @@ class DimseClient:
             return PacsTimeoutError(f"{what}: the {self._who()} accepted the connection but did not answer the "
                                     f"association request within {s.timeout_s:g} s. The server may be hung or "
                                     f"overloaded; try again or raise timeout_s", s.name)
-        tls = " (TLS is on: does the server expect TLS on this port?)" if s.tls else ""
+        tls = (" (TLS is on: does the server expect TLS on this port?)" if s.tls
+               else " (if this port expects DICOM TLS, turn tls on for this server)")
         return PacsProtocolError(f"{what}: the {self._who()} closed the connection during association "
                                  f"negotiation{tls}. Check that host:port is a DICOM port and that both AE titles "
                                  f"are right", s.name)

@@ -21,9 +21,12 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
+import threading
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import requests
@@ -47,6 +50,92 @@ def dicomweb_plugin() -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class TlsFiles:
+    ca_cert: Path
+    server_cert: Path
+    server_key: Path
+    server_pem: Path  # key + certificate, as Orthanc's HTTPS server wants them
+
+
+def make_tls_files(folder: Path, host: str = "127.0.0.1") -> TlsFiles:
+    """A throw-away CA and a server certificate for ``host`` (and localhost), made with the openssl CLI."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        raise RuntimeError("the openssl command is not installed")
+    folder.mkdir(parents=True, exist_ok=True)
+    f = {name: folder / name for name in ("ca.key", "ca.crt", "server.key", "server.csr", "server.crt",
+                                          "server.pem", "san.ext")}
+    f["san.ext"].write_text(f"subjectAltName=IP:{host},DNS:localhost\nbasicConstraints=CA:FALSE\n")
+
+    def run(*args: str) -> None:
+        subprocess.run([openssl, *args], check=True, capture_output=True, timeout=60)
+
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(f["ca.key"]), "-out", str(f["ca.crt"]),
+        "-days", "2", "-subj", "/CN=LungLens test CA")
+    run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(f["server.key"]), "-out", str(f["server.csr"]),
+        "-subj", f"/CN={host}")
+    run("x509", "-req", "-in", str(f["server.csr"]), "-CA", str(f["ca.crt"]), "-CAkey", str(f["ca.key"]),
+        "-CAcreateserial", "-out", str(f["server.crt"]), "-days", "2", "-extfile", str(f["san.ext"]))
+    f["server.pem"].write_bytes(f["server.key"].read_bytes() + f["server.crt"].read_bytes())
+    return TlsFiles(f["ca.crt"], f["server.crt"], f["server.key"], f["server.pem"])
+
+
+class TlsProxy:
+    """Loopback TLS terminator: https on ``port`` -> plain TCP to ``backend`` (a thread pair per connection)."""
+
+    def __init__(self, tls: TlsFiles, backend: tuple[str, int]):
+        self.backend = backend
+        self.context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        self.context.load_cert_chain(str(tls.server_cert), str(tls.server_key))
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self._stopped = threading.Event()
+
+    def start(self) -> "TlsProxy":
+        threading.Thread(target=self._accept_loop, name="tls-proxy", daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self.listener.close()
+
+    def _accept_loop(self) -> None:
+        while not self._stopped.is_set():
+            try:
+                raw, _addr = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(raw,), daemon=True).start()
+
+    def _serve(self, raw: socket.socket) -> None:
+        try:
+            client = self.context.wrap_socket(raw, server_side=True)
+            upstream = socket.create_connection(self.backend, timeout=30)
+        except OSError:  # handshake refused by the client (untrusted certificate...) or backend gone
+            raw.close()
+            return
+        def pump(src: socket.socket, dst: socket.socket) -> None:
+            try:
+                while True:
+                    data = src.recv(65536)
+                    if not data:
+                        break
+                    dst.sendall(data)
+            except OSError:
+                pass
+            finally:
+                for sock in (src, dst):
+                    try:
+                        sock.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
+        threading.Thread(target=pump, args=(upstream, client), daemon=True).start()
+        pump(client, upstream)
+        client.close()
+        upstream.close()
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -55,7 +144,7 @@ def free_port() -> int:
 
 class OrthancServer:
     def __init__(self, workdir: str | Path, *, binary: str | None = None, plugin: str | None = None,
-                 aet: str = ORTHANC_AET, client_aet: str = CLIENT_AET):
+                 aet: str = ORTHANC_AET, client_aet: str = CLIENT_AET, tls: "TlsFiles | None" = None):
         self.workdir = Path(workdir)
         self.binary = binary or orthanc_binary()
         self.plugin = plugin or dicomweb_plugin()
@@ -70,19 +159,38 @@ class OrthancServer:
         self.move_port = free_port()
         self.proc: subprocess.Popen | None = None
         self.log_path = self.workdir / "orthanc.log"
-        self._paused = False
+        self.tls = tls
+        self.proxy: TlsProxy | None = None
         self.http = requests.Session()
 
     # -- lifecycle ------------------------------------------------------------------------------------
     @property
     def url(self) -> str:
+        """Orthanc's own HTTP port (REST set-up helpers)."""
         return f"http://127.0.0.1:{self.http_port}"
 
     @property
     def dicomweb_url(self) -> str:
+        """The DICOMweb root LungLens talks to: https through the TLS proxy when TLS is on."""
+        if self.proxy is not None:
+            return f"https://127.0.0.1:{self.proxy.port}/dicom-web"
         return f"{self.url}/dicom-web"
 
     def config(self) -> dict:
+        cfg = self._base_config()
+        # TLS: DICOM TLS on Orthanc's DICOM port; https for DICOMweb through a TLS-terminating proxy (as a
+        # hospital would put nginx in front), because Debian's Orthanc 1.10.1 crashes (SIGSEGV) on its first
+        # request when its own "SslEnabled" is on.
+        if self.tls is not None:
+            cfg.update({
+                "DicomTlsEnabled": True, "DicomTlsCertificate": str(self.tls.server_cert),
+                "DicomTlsPrivateKey": str(self.tls.server_key),
+                "DicomTlsTrustedCertificates": str(self.tls.ca_cert),
+                "DicomTlsRemoteCertificateRequired": False,
+            })
+        return cfg
+
+    def _base_config(self) -> dict:
         return {
             "Name": "lunglens-test",
             "StorageDirectory": str(self.workdir / "storage"),
@@ -123,6 +231,8 @@ class OrthancServer:
                                      stdin=subprocess.DEVNULL, start_new_session=True, cwd=self.workdir)
         log.close()
         atexit.register(self.stop)
+        if self.tls is not None:
+            self.proxy = TlsProxy(self.tls, ("127.0.0.1", self.http_port)).start()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -143,14 +253,19 @@ class OrthancServer:
         except OSError:
             return False
 
-    def stop(self) -> None:
+    def stop(self, grace_s: float = 10.0) -> None:
+        """End Orthanc: SIGTERM and up to ``grace_s`` for its clean shutdown (~3 s), then SIGKILL."""
+        if self.proxy is not None:
+            self.proxy.stop()
+            self.proxy = None
         proc, self.proc = self.proc, None
         if proc is None or proc.poll() is not None:
             return
         try:
             os.killpg(proc.pid, signal.SIGCONT)  # a paused server cannot act on SIGTERM
-            proc.terminate()
-            proc.wait(timeout=10)
+            if grace_s > 0:
+                proc.terminate()
+                proc.wait(timeout=grace_s)
         except (subprocess.TimeoutExpired, ProcessLookupError):
             pass
         if proc.poll() is None:
@@ -236,10 +351,14 @@ class OrthancServer:
     def dimse_server(self, **changes) -> PacsServer:
         base = dict(name="orthanc-dimse", protocol="dimse", host="127.0.0.1", port=self.dicom_port,
                     called_ae=self.aet, calling_ae=self.client_aet, move_port=self.move_port, timeout_s=10.0)
+        if self.tls is not None:
+            base.update(tls=True, tls_ca_file=str(self.tls.ca_cert))
         base.update(changes)
         return PacsServer(**base)
 
     def dicomweb_server(self, **changes) -> PacsServer:
         base = dict(name="orthanc-web", protocol="dicomweb", url=self.dicomweb_url, timeout_s=10.0)
+        if self.tls is not None:
+            base.update(tls_ca_file=str(self.tls.ca_cert))
         base.update(changes)
         return PacsServer(**base)

@@ -65,6 +65,7 @@ def test_retrieve_lands_in_cache_bit_identical_with_progress(orthanc, studies, k
     assert not [p for p in got.folder.parent.iterdir() if ".partial-" in p.name or ".old-" in p.name]
 
 
+@pytest.mark.slow  # ~90 full-size slices (42 MB) through Orthanc: seconds, not milliseconds
 @pytest.mark.parametrize("kind, name", [("dicomweb", "philips"), ("dimse-get", "ricord"), ("dimse-move", "ricord")])
 def test_retrieve_real_scanner_series_bit_identical(orthanc, shared_series, kind, name):
     """The 64-slice Philips series (Implicit VR) and a RICORD series (JPEG Lossless): the cached files hold
