@@ -12,7 +12,9 @@ One builder per variant from bottleneck block counts (``[3, 4, 6, 3]``, ``[3, 4,
   ``stack2``: the first block of a stage has a 1x1 projection shortcut fed by the pre-activation; the *last*
   block of stages 1-3 downsamples (stride on its 3x3, shortcut = 1x1/2 max-pool subsampling); the stem conv, the
   projection shortcut and each block's final 1x1 carry biases; a closing ``post_bn -> post_act`` (Keras
-  ``post_relu``, the CAM target) precedes global average pooling.
+  ``post_relu``, the CAM target) precedes global average pooling.  ``downsample_first=True`` instead downsamples
+  in the first block of stages 2-4 (He et al. 2016's layout, which the spec's MAC column assumes: 4.09 vs 3.48
+  GMACs for ResNet50V2) — same parameters.
 
 Keras pads the stem max-pool with zeros; here it pads with -inf (identical for v1 where the pool follows a
 ReLU; a border-pixel difference for v2).
@@ -111,7 +113,8 @@ class ResNetV1(KerasBackbone):
 class ResNetV2(KerasBackbone):
     """Pre-activation ResNet (Keras ResNet*V2); ``forward_features`` returns ``post_act`` (N, 2048, H/32, W/32)."""
 
-    def __init__(self, layers: tuple[int, int, int, int], num_classes: int = 2, in_chans: int = 1) -> None:
+    def __init__(self, layers: tuple[int, int, int, int], num_classes: int = 2, in_chans: int = 1,
+                 downsample_first: bool = False) -> None:
         super().__init__()
         check_in_chans_num_classes("ResNetV2", in_chans, num_classes)
         self.in_chans, self.num_classes = in_chans, num_classes
@@ -122,8 +125,10 @@ class ResNetV2(KerasBackbone):
         for i, (width, blocks) in enumerate(zip(STAGE_WIDTHS, layers)):
             stage = []
             for j in range(blocks):
-                # Keras stack2: projection in the first block, downsampling in the last (except the last stage).
-                stride = 2 if (j == blocks - 1 and i < last_stage) else 1
+                if downsample_first:
+                    stride = 2 if (j == 0 and i > 0) else 1
+                else:  # Keras stack2: projection in the first block, downsampling in the last (not the last stage)
+                    stride = 2 if (j == blocks - 1 and i < last_stage) else 1
                 stage.append(PreActBottleneck(chans, width, stride, projection=(j == 0)))
                 chans = width * EXPANSION
             self.add_module(f"layer{i + 1}", nn.Sequential(*stage))
@@ -169,23 +174,23 @@ def resnet50(num_classes: int = 2, in_chans: int = 1, stride_in_1x1: bool = True
 
 @register_model(_config("resnet50v2", (3, 4, 6, 3), "post_act", 23_525_507,
                         "ResNet50V2, pre-activation bottleneck", "ResNet50V2"))
-def resnet50v2(num_classes: int = 2, in_chans: int = 1) -> ResNetV2:
+def resnet50v2(num_classes: int = 2, in_chans: int = 1, downsample_first: bool = False) -> ResNetV2:
     """ResNet50V2 (pre-activation)."""
-    return ResNetV2((3, 4, 6, 3), num_classes=num_classes, in_chans=in_chans)
+    return ResNetV2((3, 4, 6, 3), num_classes=num_classes, in_chans=in_chans, downsample_first=downsample_first)
 
 
 @register_model(_config("resnet101v2", (3, 4, 23, 3), "post_act", 42_535_043,
                         "ResNet101V2, pre-activation bottleneck", "ResNet101V2"))
-def resnet101v2(num_classes: int = 2, in_chans: int = 1) -> ResNetV2:
+def resnet101v2(num_classes: int = 2, in_chans: int = 1, downsample_first: bool = False) -> ResNetV2:
     """ResNet101V2 (pre-activation)."""
-    return ResNetV2((3, 4, 23, 3), num_classes=num_classes, in_chans=in_chans)
+    return ResNetV2((3, 4, 23, 3), num_classes=num_classes, in_chans=in_chans, downsample_first=downsample_first)
 
 
 @register_model(_config("resnet152v2", (3, 8, 36, 3), "post_act", 58_194_051,
                         "ResNet152V2, pre-activation bottleneck", "ResNet152V2", giant=True))
-def resnet152v2(num_classes: int = 2, in_chans: int = 1) -> ResNetV2:
+def resnet152v2(num_classes: int = 2, in_chans: int = 1, downsample_first: bool = False) -> ResNetV2:
     """ResNet152V2 (pre-activation)."""
-    return ResNetV2((3, 8, 36, 3), num_classes=num_classes, in_chans=in_chans)
+    return ResNetV2((3, 8, 36, 3), num_classes=num_classes, in_chans=in_chans, downsample_first=downsample_first)
 
 
 __all__ = ["Bottleneck", "PreActBottleneck", "ResNetV1", "ResNetV2", "resnet50", "resnet50v2", "resnet101v2",
