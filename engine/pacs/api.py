@@ -210,33 +210,75 @@ def check_uid(value: object, what: str, server: str | None = None) -> str:
     return text
 
 
-def load_send_items(items: Iterable[str | Path | pydicom.Dataset]) -> list[tuple[str, pydicom.Dataset]]:
-    """Expand files/folders/datasets for sending into ``(label, dataset)`` pairs (pixel data included)."""
+@dataclass(frozen=True)
+class SendItem:
+    """One instance to send: its header facts now, the full data set (pixels) only when sent."""
+
+    label: str                         # the file path, or "dataset <SOPInstanceUID>"
+    sop_class_uid: str
+    sop_instance_uid: str
+    transfer_syntax_uid: str
+    path: Path | None = None
+    dataset: pydicom.Dataset | None = None
+
+    def load(self) -> pydicom.Dataset:
+        from engine.pacs.errors import PacsError
+
+        if self.dataset is not None:
+            return self.dataset
+        try:
+            return pydicom.dcmread(self.path)
+        except Exception as exc:
+            raise PacsError(f"cannot send {self.path}: it became unreadable ({exc})") from exc
+
+    def encoded(self) -> bytes:
+        """The complete DICOM file (a file on disk is sent exactly as stored)."""
+        if self.path is not None:
+            return self.path.read_bytes()
+        import io
+
+        buffer = io.BytesIO()
+        self.dataset.save_as(buffer, enforce_file_format=True)  # type: ignore[union-attr]
+        return buffer.getvalue()
+
+
+def load_send_items(items: Iterable[str | Path | pydicom.Dataset]) -> list[SendItem]:
+    """Expand files/folders/datasets for sending (headers only: pixel data are read one at a time when sent).
+
+    A folder contributes every DICOM instance under it (non-DICOM files and DICOMDIRs are skipped); a file
+    that is not DICOM is an error naming it.
+    """
     from engine.pacs.errors import PacsError
 
-    out: list[tuple[str, pydicom.Dataset]] = []
+    out: list[SendItem] = []
     for item in items:
         if isinstance(item, pydicom.Dataset):
-            out.append((f"dataset {getattr(item, 'SOPInstanceUID', '?')}", item))
+            meta = getattr(item, "file_meta", None)
+            ts = str(getattr(meta, "TransferSyntaxUID", "") or "1.2.840.10008.1.2.1")
+            if "SOPInstanceUID" not in item or "SOPClassUID" not in item:
+                raise PacsError("cannot send a data set without SOP Class/Instance UID")
+            out.append(SendItem(f"dataset {item.SOPInstanceUID}", str(item.SOPClassUID),
+                                str(item.SOPInstanceUID), ts, dataset=item))
             continue
         path = Path(item)
         if not path.exists():
             raise PacsError(f"cannot send {path}: no such file or folder")
-        paths = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        in_folder = path.is_dir()
+        paths = sorted(p for p in path.rglob("*") if p.is_file()) if in_folder else [path]
         for p in paths:
             try:
-                ds = pydicom.dcmread(p)
+                ds = pydicom.dcmread(p, stop_before_pixels=True)
             except Exception as exc:  # pydicom raises several types for non-DICOM files
-                if path.is_dir():
-                    continue  # a folder may hold non-DICOM files (README, DICOMDIR handled below)
+                if in_folder:
+                    continue  # a folder may hold non-DICOM files (README, thumbnails)
                 raise PacsError(f"cannot send {p}: not a readable DICOM file ({exc})") from exc
-            if "SOPInstanceUID" not in ds or "SOPClassUID" not in ds:
-                if path.is_dir():
+            if "SOPInstanceUID" not in ds or "SOPClassUID" not in ds or \
+                    ds.SOPClassUID == "1.2.840.10008.1.3.10":  # no instance, or a DICOMDIR
+                if in_folder:
                     continue
-                raise PacsError(f"cannot send {p}: it has no SOP Class/Instance UID (a DICOMDIR?)")
-            if ds.SOPClassUID == "1.2.840.10008.1.3.10":  # Media Storage Directory (DICOMDIR)
-                continue
-            out.append((str(p), ds))
+                raise PacsError(f"cannot send {p}: it is not an image/instance (no SOP Instance UID, or a DICOMDIR)")
+            ts = str(getattr(ds.file_meta, "TransferSyntaxUID", "") or "1.2.840.10008.1.2")
+            out.append(SendItem(str(p), str(ds.SOPClassUID), str(ds.SOPInstanceUID), ts, path=p))
     if not out:
         raise PacsError("nothing to send: no DICOM instances found in the given files/folders")
     return out

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import ipaddress
+import logging
 import socket
 import ssl
 import threading
@@ -61,7 +62,10 @@ FALLBACK_SOP_CLASSES = (
     "1.2.840.10008.5.1.4.1.1.20", "1.2.840.10008.5.1.4.1.1.66",
 )  # CT, Enhanced CT, MR, Enhanced MR, SC, MF grey/true-colour SC, PET, CR, DX, NM, raw data
 _PENDING = (0xFF00, 0xFF01)
-_MOVE_LOCK = threading.Lock()  # one C-MOVE destination port: retrieves by C-MOVE run one at a time
+_MOVE_LOCK = threading.Lock()
+# pynetdicom logs every failure at ERROR; LungLens reports them as exceptions.  A NullHandler keeps them off
+# stderr unless the application configures logging (the CLI's --verbose does).
+logging.getLogger("pynetdicom").addHandler(logging.NullHandler())  # one C-MOVE destination port: retrieves by C-MOVE run one at a time
 
 _STATUS_TEXT = {
     0x0000: "success", 0xFE00: "cancelled", 0xB000: "some sub-operations failed",
@@ -149,7 +153,8 @@ class DimseClient:
         return ctx
 
     def _probe(self, what: str) -> None:
-        """TCP (and TLS) connect: a precise error for 'nothing listens' / 'TLS refused'."""
+        """After a failed association: a plain TCP (and TLS) connect tells 'nothing listens there', 'unknown
+        host' and 'TLS refused' apart, each with its own message.  Returns if the server is reachable."""
         s = self.server
         try:
             sock = socket.create_connection((s.host, s.port), timeout=s.timeout_s)
@@ -192,7 +197,6 @@ class DimseClient:
     @contextmanager
     def _association(self, contexts: list[tuple[str, list[str]]], what: str, *, ext_neg=None,
                      handlers=None) -> Iterator:
-        self._probe(what)
         s = self.server
         ae = self._new_ae()
         for abstract, syntaxes in contexts:
@@ -202,7 +206,10 @@ class DimseClient:
         assoc = ae.associate(s.host, s.port, ae_title=s.called_ae, ext_neg=ext_neg, evt_handlers=handlers,
                              tls_args=(ctx, s.host) if ctx is not None else None)
         if not assoc.is_established:
-            raise self._association_failure(assoc, time.monotonic() - start, what, contexts)
+            elapsed = time.monotonic() - start
+            if getattr(assoc.acceptor, "primitive", None) is None and elapsed < 0.8 * s.timeout_s:
+                self._probe(what)  # no answer at all: raises the precise reason (refused, unknown host, TLS)
+            raise self._association_failure(assoc, elapsed, what, contexts)
         try:
             yield assoc
         finally:
@@ -542,13 +549,12 @@ class DimseClient:
     def send(self, items: Iterable[str | Path | pydicom.Dataset], *, progress: ProgressCallback | None = None,
              cancel: CancelLike = None) -> SendResult:
         cancelled = as_cancel_check(cancel)
-        datasets = load_send_items(items)
-        total = len(datasets)
+        to_send = load_send_items(items)
+        total = len(to_send)
         # one context per (SOP class, transfer syntax) actually present, plus uncompressed fallbacks
         wanted: dict[str, set[str]] = {}
-        for _label, ds in datasets:
-            ts = str(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "") or ExplicitVRLittleEndian)
-            wanted.setdefault(str(ds.SOPClassUID), set()).add(ts)
+        for item in to_send:
+            wanted.setdefault(item.sop_class_uid, set()).add(item.transfer_syntax_uid)
         contexts: list[tuple[str, list[str]]] = []
         for cls, syntaxes in sorted(wanted.items()):
             for ts in sorted(syntaxes - {ExplicitVRLittleEndian, ImplicitVRLittleEndian}):
@@ -563,12 +569,13 @@ class DimseClient:
         if progress:
             progress(TransferProgress(0, total, "send", f"sending {total} instances"))
         with self._association(contexts, "send (C-STORE)") as assoc:
-            for i, (label, ds) in enumerate(datasets, 1):
+            for i, item in enumerate(to_send, 1):
                 if cancelled():
                     assoc.abort()
                     raise PacsCancelled(f"send cancelled after {len(stored)} of {total} instances",
                                         self.server.name)
-                uid = str(ds.SOPInstanceUID)
+                uid, label = item.sop_instance_uid, item.label
+                ds = item.load()
                 sent = time.monotonic()
                 try:
                     status = assoc.send_c_store(ds)

@@ -88,3 +88,27 @@ def test_refused_instance_is_reported_per_instance(orthanc, own_study, kind):
     assert info.value.stored == (good.SOPInstanceUID,)
     assert "refused 1 of 2" in str(info.value) and "1 stored" in str(info.value)
     assert orthanc.instance_file(good.SOPInstanceUID)
+
+
+@pytest.mark.parametrize("kind", ["dimse", "dicomweb"])
+def test_send_a_folder_skips_non_dicom_files(orthanc, own_study, tmp_path, kind):
+    folder = tmp_path / "to-send"
+    (folder / "sub").mkdir(parents=True)
+    for i, path in enumerate(own_study.paths):
+        (folder / ("sub" if i % 2 else "") / path.name).write_bytes(path.read_bytes())
+    (folder / "README.txt").write_text("not DICOM")
+    orthanc.delete_study(own_study.study_uid)
+    reports = []
+    result = open_client(client_server(orthanc, kind)).send([folder], progress=reports.append)
+    assert set(result.stored) == set(own_study.sop_uids)
+    assert reports[-1].done == reports[-1].total == 8
+    assert orthanc.series_instance_count(own_study.series_uid) == 8
+    # a file sent from disk is stored unchanged: the whole file over STOW-RS; the data set over C-STORE
+    # (where the receiver writes its own file meta header)
+    stored = orthanc.instance_file(own_study.sop_uids[0])
+    original = own_study.paths[0].read_bytes()
+    if kind == "dicomweb":
+        assert stored == original
+    a = pydicom.dcmread(pydicom.filebase.DicomBytesIO(stored))
+    b = pydicom.dcmread(pydicom.filebase.DicomBytesIO(original))
+    assert a == b and a.PixelData == b.PixelData
