@@ -44,6 +44,23 @@ class GenotypeError(ValueError):
     """A genotype (list, JSON file or JSON text) that does not describe this search space."""
 
 
+def genotype_macro(genotype: Any) -> dict | None:
+    """The ``macro`` overrides stored in a genotype document (JSON path/text or dict), if any."""
+    try:
+        doc = genotype
+        if isinstance(genotype, (str, Path)):
+            text = str(genotype)
+            if text.lstrip().startswith("{"):
+                doc = json.loads(text)
+            elif Path(text).is_file():
+                doc = json.loads(Path(text).read_text(encoding="utf-8"))
+        if isinstance(doc, dict) and isinstance(doc.get("macro"), dict):
+            return dict(doc["macro"])
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None  # load_genotype reports the problem
+    return None
+
+
 def load_genotype(genotype: Any, num_blocks: int = 21, *, space: str | None = None) -> list[str]:
     """Normalise every accepted genotype form to a list of ``num_blocks`` canonical op names.
 
@@ -122,17 +139,24 @@ class CovidNet3D(nn.Module):
     """A derived (fixed-genotype) CovidNet3D.  ``genotype`` is stored on the module for manifests/cards."""
 
     def __init__(self, genotype: Any = None, *, space: str = "covidnet3d_s", widths: Sequence[int] | None = None,
-                 num_classes: int = 2, in_chans: int = 1, dropout: float = 0.5) -> None:
+                 num_classes: int = 2, in_chans: int = 1, dropout: float = 0.5, macro: dict | None = None) -> None:
         super().__init__()
-        macro = MacroSpace(tuple(widths)) if widths is not None else MacroSpace.named(space)
+        if macro is None:
+            macro = genotype_macro(genotype)
+        if widths is not None:
+            space_def = MacroSpace(tuple(widths), **{k: tuple(v) if k == "strides" else v
+                                                     for k, v in (macro or {}).items()})
+        else:
+            space_def = MacroSpace.named(space, macro)
         self.space = space
-        self.genotype = load_genotype(genotype, macro.num_blocks, space=space)
-        self.stem, self.first_block = stem_and_first_block(in_chans)
+        self.macro = space_def.overrides()
+        self.genotype = load_genotype(genotype, space_def.num_blocks, space=space)
+        self.stem, self.first_block = stem_and_first_block(in_chans, space_def.stem_stride)
         self.blocks = nn.Sequential(*[
             SearchBlock(c_in, c_out, stride, op)
-            for (c_in, c_out, stride, _key), op in zip(macro.block_layout(), self.genotype)
+            for (c_in, c_out, stride, _key), op in zip(space_def.block_layout(), self.genotype)
         ])
-        self.feature_mix = ConvBNReLU6(macro.widths[-1], MacroSpace.MIX_CHANNELS, 1)
+        self.feature_mix = ConvBNReLU6(space_def.widths[-1], MacroSpace.MIX_CHANNELS, 1)
         self.pool = nn.AdaptiveAvgPool3d(1)
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(MacroSpace.MIX_CHANNELS, num_classes)
@@ -189,4 +213,5 @@ def covidnet3d_l(num_classes: int = 2, in_chans: int = 1, genotype: Any = None, 
     return CovidNet3D(genotype, space="covidnet3d_l", num_classes=num_classes, in_chans=in_chans, **cfg)
 
 
-__all__ = ["CovidNet3D", "GenotypeError", "load_genotype", "representative_genotype", "REPRESENTATIVE_CYCLE"]
+__all__ = ["CovidNet3D", "GenotypeError", "load_genotype", "genotype_macro", "representative_genotype",
+           "REPRESENTATIVE_CYCLE"]

@@ -110,7 +110,8 @@ def bn3d(channels: int) -> nn.BatchNorm3d:
 class ConvBNReLU6(nn.Sequential):
     """Conv3d (no bias) → BN3d → ReLU6; the stem and the feature-mix layer."""
 
-    def __init__(self, c_in: int, c_out: int, kernel: int = 1, stride: int = 1, groups: int = 1) -> None:
+    def __init__(self, c_in: int, c_out: int, kernel: int = 1, stride: "int | tuple[int, int, int]" = 1,
+                 groups: int = 1) -> None:
         if groups == c_in == c_out and groups > 1:
             conv: nn.Conv3d = DepthwiseConv3d(c_in, kernel, stride)
         else:
@@ -175,12 +176,25 @@ def is_skip(op: nn.Module) -> bool:
     return bool(getattr(op, "is_skip", False))
 
 
+Stride = int | tuple[int, int, int]
+
+
+def triple(stride: Stride) -> tuple[int, int, int]:
+    """An int or a (z, y, x) stride as a 3-tuple."""
+    if isinstance(stride, int):
+        return (stride, stride, stride)
+    t = tuple(int(s) for s in stride)
+    if len(t) != 3 or min(t) < 1:
+        raise ValueError(f"a 3-D stride is an int or three positive ints (z, y, x), got {stride!r}")
+    return t  # type: ignore[return-value]
+
+
 class Calibration(nn.Module):
     """1×1×1 conv **with bias** before every searchable block; carries the stride and width change."""
 
-    def __init__(self, c_in: int, c_out: int, stride: int) -> None:
+    def __init__(self, c_in: int, c_out: int, stride: Stride) -> None:
         super().__init__()
-        self.conv = nn.Conv3d(c_in, c_out, 1, stride=stride, bias=True)
+        self.conv = nn.Conv3d(c_in, c_out, 1, stride=triple(stride), bias=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv(x)
@@ -189,10 +203,10 @@ class Calibration(nn.Module):
 class SearchBlock(nn.Module):
     """calibration → chosen op → (+ calibration output when ``residual``).  A fixed-op block of a derived net."""
 
-    def __init__(self, c_in: int, c_out: int, stride: int, op: str) -> None:
+    def __init__(self, c_in: int, c_out: int, stride: Stride, op: str) -> None:
         super().__init__()
         self.op_name = canonical_op(op)
-        self.residual = stride == 1 and c_in == c_out
+        self.residual = triple(stride) == (1, 1, 1) and c_in == c_out
         self.calib = Calibration(c_in, c_out, stride)
         self.op = build_op(self.op_name, c_out)
 
@@ -208,7 +222,11 @@ class SearchBlock(nn.Module):
 class MacroSpace:
     """The fixed macro-architecture: 6 cells of [4, 4, 4, 4, 4, 1] blocks, first-block strides
     [2, 2, 2, 1, 2, 1], one width per cell.  ``block_layout()`` lists (c_in, c_out, stride, key) per block,
-    ``key`` = ``s{cell}_c{block}`` as in the public code's architecture files."""
+    ``key`` = ``s{cell}_c{block}`` as in the public code's architecture files.
+
+    ``strides`` / ``stem_stride`` may be overridden (ints or (z, y, x) tuples) — an engine extension for a finer
+    CAM grid (the paper's total stride of 32 leaves a 1×4×4 map for a 32×128×128 input); the defaults are the
+    paper's.  Overrides travel with a genotype file / a weights manifest as ``macro``."""
 
     STEM_CHANNELS = 32
     FIRST_BLOCK_CHANNELS = 16
@@ -221,13 +239,30 @@ class MacroSpace:
     }
 
     def __init__(self, widths: tuple[int, ...], blocks: tuple[int, ...] = BLOCKS,
-                 strides: tuple[int, ...] = STRIDES) -> None:
+                 strides: tuple[Stride, ...] = STRIDES, stem_stride: Stride = 2) -> None:
         if not (len(widths) == len(blocks) == len(strides)):
             raise ValueError("widths, blocks and strides need one entry per cell")
-        self.widths, self.blocks, self.strides = tuple(widths), tuple(blocks), tuple(strides)
+        self.widths, self.blocks = tuple(widths), tuple(blocks)
+        self.strides = tuple(s if isinstance(s, int) else triple(s) for s in strides)
+        self.stem_stride = stem_stride if isinstance(stem_stride, int) else triple(stem_stride)
+
+    def overrides(self) -> dict:
+        """The non-default parts as a JSON-able dict (``{}`` for the paper's macro-architecture)."""
+        out: dict = {}
+        if self.strides != self.STRIDES:
+            out["strides"] = [s if isinstance(s, int) else list(s) for s in self.strides]
+        if self.stem_stride != 2:
+            out["stem_stride"] = self.stem_stride if isinstance(self.stem_stride, int) else list(self.stem_stride)
+        return out
+
+    def total_stride(self) -> tuple[int, int, int]:
+        t = list(triple(self.stem_stride))
+        for s in self.strides:
+            t = [a * b for a, b in zip(t, triple(s))]
+        return tuple(t)  # type: ignore[return-value]
 
     @classmethod
-    def named(cls, space: str) -> "MacroSpace":
+    def named(cls, space: str, macro: dict | None = None) -> "MacroSpace":
         key = space.lower().replace("-", "_")
         if key in ("s", "small"):
             key = "covidnet3d_s"
@@ -235,7 +270,14 @@ class MacroSpace:
             key = "covidnet3d_l"
         if key not in cls.WIDTHS:
             raise ValueError(f"unknown search space {space!r}; choose one of {sorted(cls.WIDTHS)}")
-        return cls(cls.WIDTHS[key])
+        macro = dict(macro or {})
+        unknown = set(macro) - {"strides", "stem_stride"}
+        if unknown:
+            raise ValueError(f"unknown macro option(s) {sorted(unknown)}; known: strides, stem_stride")
+        strides = tuple(macro.get("strides", cls.STRIDES))
+        if len(strides) != len(cls.BLOCKS):
+            raise ValueError(f"macro strides need {len(cls.BLOCKS)} entries (one per cell), got {len(strides)}")
+        return cls(cls.WIDTHS[key], strides=strides, stem_stride=macro.get("stem_stride", 2))
 
     @property
     def num_blocks(self) -> int:
@@ -251,9 +293,9 @@ class MacroSpace:
         return layout
 
 
-def stem_and_first_block(in_chans: int) -> tuple[nn.Module, nn.Module]:
+def stem_and_first_block(in_chans: int, stem_stride: Stride = 2) -> tuple[nn.Module, nn.Module]:
     """Stem Conv3d 3×3×3 s2 (all axes) 1→32 + BN + ReLU6, then the fixed 3×3×3 MBConv1 32→16 (no residual)."""
-    stem = ConvBNReLU6(in_chans, MacroSpace.STEM_CHANNELS, 3, stride=2)
+    stem = ConvBNReLU6(in_chans, MacroSpace.STEM_CHANNELS, 3, stride=triple(stem_stride))
     first = MBConv3d(MacroSpace.STEM_CHANNELS, MacroSpace.FIRST_BLOCK_CHANNELS, 3, 1)
     return stem, first
 
@@ -262,6 +304,6 @@ OpFactory = Callable[[str, int], nn.Module]
 
 __all__ = [
     "PAPER_OPS", "CODE_OPS", "ALL_OPS", "MBCONV_SPECS", "canonical_op", "bn3d", "ConvBNReLU6", "MBConv3d",
-    "Skip", "Identity", "build_op", "is_skip", "Calibration", "SearchBlock", "MacroSpace",
+    "Skip", "Identity", "build_op", "is_skip", "Calibration", "SearchBlock", "MacroSpace", "triple",
     "stem_and_first_block",
 ]
