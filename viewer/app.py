@@ -1,0 +1,167 @@
+"""``lunglens``: the desktop viewer's entry point.
+
+    lunglens [PATH] [--demo] [--screenshot OUT.png] [--slice N] [--window lung|mediastinum|bone|dicom]
+
+PATH is a DICOM file/folder/DICOMDIR, a NIfTI/NRRD/MHA file or PNG/JPEG slices; ``--demo`` opens the bundled
+synthetic chest CT.  ``--screenshot`` renders offscreen, writes the PNG and exits (tests, docs).  On a machine
+without a display (Linux with neither DISPLAY nor WAYLAND_DISPLAY, and no QT_QPA_PLATFORM chosen) the viewer
+falls back to exactly that: it renders to a PNG in the user cache folder, says where, and exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+WINDOW_CHOICES = ("lung", "mediastinum", "bone", "dicom")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lunglens", description="LungLens chest-CT viewer (research use only, not a diagnosis).")
+    parser.add_argument("path", nargs="?", type=Path, help="DICOM file/folder/DICOMDIR, NIfTI, NRRD/MHA or PNG/JPEG")
+    parser.add_argument("--demo", action="store_true", help="open the bundled synthetic chest CT")
+    parser.add_argument("--screenshot", type=Path, metavar="OUT.png",
+                        help="render the view offscreen to this PNG and exit")
+    parser.add_argument("--slice", type=int, metavar="N",
+                        help="axial slice to show: 0-based index along the slice normal (default: middle)")
+    parser.add_argument("--window", choices=WINDOW_CHOICES, help="window/level preset (default: lung)")
+    return parser
+
+
+def display_available(environ: dict | None = None, platform: str | None = None) -> bool:
+    """False only where Qt could not open a window: Linux/BSD without X11/Wayland and no platform chosen."""
+    env = os.environ if environ is None else environ
+    platform = sys.platform if platform is None else platform
+    if env.get("QT_QPA_PLATFORM"):
+        return True   # the user chose a platform (offscreen, vnc, eglfs, ...): respect it
+    if not platform.startswith(("linux", "freebsd", "openbsd")):
+        return True   # Windows and macOS always have a window system
+    return bool(env.get("DISPLAY") or env.get("WAYLAND_DISPLAY"))
+
+
+def default_screenshot_path(name: str) -> Path:
+    """Where a display-less run puts its picture: the LungLens cache (``LUNGLENS_CACHE_DIR`` or the user cache)."""
+    from engine.phantom.demo import cache_dir
+    return cache_dir() / "screenshots" / f"{name}.png"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.demo and args.path is not None:
+        parser.error("give a PATH or --demo, not both")
+
+    headless = not display_available()
+    screenshot = args.screenshot
+    if headless and screenshot is None:
+        screenshot = default_screenshot_path("demo" if args.demo or args.path is None else _safe_name(args.path))
+    if screenshot is not None and not os.environ.get("QT_QPA_PLATFORM"):
+        os.environ["QT_QPA_PLATFORM"] = "offscreen"
+
+    path = args.path
+    if args.demo or (headless and path is None):
+        try:
+            from engine.phantom import demo_scan_path
+            path = demo_scan_path()
+        except Exception as exc:  # noqa: BLE001 - say what failed instead of a traceback
+            print(f"lunglens: could not prepare the demo scan: {exc}", file=sys.stderr)
+            return 2
+
+    if screenshot is not None:
+        return _render_and_exit(path, screenshot, args, fallback=headless and args.screenshot is None)
+    return _run_gui(path, args)
+
+
+def _application():
+    from PySide6.QtWidgets import QApplication
+
+    import viewer.qt  # noqa: F401 - configures pyqtgraph (row-major images) once
+
+    app = QApplication.instance() or QApplication([sys.argv[0]])
+    app.setApplicationName("LungLens")
+    app.setOrganizationName("LungLens")
+    return app
+
+
+def _run_gui(path: Path | None, args: argparse.Namespace) -> int:
+    app = _application()
+    from viewer.qt.main_window import MainWindow
+    from viewer.qt.screenshot import dispose
+
+    window = MainWindow()
+    window.show()
+    if path is not None:
+        window.open_path(path, slice_index=args.slice, window=args.window)
+    code = app.exec()
+    dispose(window)
+    del window
+    return int(code)
+
+
+def _render_and_exit(path: Path | None, out: Path, args: argparse.Namespace, *, fallback: bool) -> int:
+    from engine.io.errors import VolumeError
+    from viewer.workers.loading import Discovery, choose_default_series, discover_all, load_series, require_series
+
+    app = _application()  # noqa: F841 - must exist before any widget
+    from viewer.qt.main_window import MainWindow
+    from viewer.qt.screenshot import dispose, render_png
+
+    found, chosen, volume = Discovery([]), None, None
+    if path is not None:
+        try:
+            found = discover_all([path])
+            require_series([Path(path)], found)
+            chosen = choose_default_series(found.series)
+            volume = load_series(chosen)
+        except VolumeError as exc:
+            print(f"lunglens: cannot open {path}: {exc}", file=sys.stderr)
+            return 2
+        if args.slice is not None and not 0 <= args.slice < volume.shape[0]:
+            print(f"lunglens: --slice {args.slice} is outside 0..{volume.shape[0] - 1} "
+                  f"({volume.shape[0]} slices in {path})", file=sys.stderr)
+            return 2
+
+    window = MainWindow()
+    try:
+        if volume is not None:
+            window.show_discovery(found, str(path))
+            window.show_volume(volume, chosen, slice_index=args.slice, window=args.window)
+            if args.window and volume.is_hu and window.state.window_preset != args.window:
+                print(f"lunglens: this series has no {args.window!r} window; showing {window.state.window}",
+                      file=sys.stderr)
+        written = render_png(window, out)
+        summary = _summary(window) if volume is not None else "no scan open"
+    except OSError as exc:
+        print(f"lunglens: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        dispose(window)
+        del window
+    if fallback:
+        print("lunglens: no display available (no DISPLAY/WAYLAND_DISPLAY), so the viewer rendered offscreen.")
+    print(f"Screenshot: {written}")
+    print(summary)
+    return 0
+
+
+def _summary(window) -> str:
+    state = window.state
+    volume = state.volume
+    nz, ny, nx = volume.shape
+    what = volume.meta.get("SeriesDescription") or (volume.source[0].parent.name if volume.source else "volume")
+    preset = state.window_preset
+    window_text = f"{preset} window ({state.window})" if preset else str(state.window)
+    return (f"{what}: {nx}×{ny}, {nz} slices, {volume.spacing[2]:.2f}×{volume.spacing[1]:.2f}×"
+            f"{volume.spacing[0]:.2f} mm, slice {state.slice_index + 1}/{nz}, {window_text}")
+
+
+def _safe_name(path: Path) -> str:
+    name = (path.name or "scan").split(".")[0]
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name) or "scan"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
