@@ -217,6 +217,7 @@ class OrthancServer:
             "SaveJobs": False,
             "ConcurrentJobs": 1,
             "StorageCompression": False,
+            "SyncStorageArea": False,              # no fsync per instance: throw-away storage
             "UnknownSopClassAccepted": False,
             "Plugins": [self.plugin],
             "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
