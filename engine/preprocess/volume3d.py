@@ -176,7 +176,7 @@ def _extra(pre: Any, key: str, default: Any) -> Any:
     return extra.get(key, default)
 
 
-def _square_box(box: tuple[int, int, int, int], h: int, w: int) -> tuple[int, int, int, int]:
+def square_box(box: tuple[int, int, int, int], h: int, w: int) -> tuple[int, int, int, int]:
     """Grow the shorter side of ``box`` about its centre to make it square, shifted/clipped into the image."""
     y0, y1, x0, x1 = box
     side = max(y1 - y0, x1 - x0)
@@ -246,7 +246,7 @@ def unit_volume(pre: Any, volume: Any, spacing: Sequence[float] | None = None, *
     # 3. in-plane box
     if crop_box is None:
         if getattr(pre, "lung_crop", False) and is_hu:
-            crop_box = _square_box(lung_bounding_box(np.asarray(array)), h, w)
+            crop_box = square_box(lung_bounding_box(np.asarray(array)), h, w)
         else:
             crop_box = (0, h, 0, w)
     y0, y1, x0, x1 = (int(v) for v in crop_box)
@@ -323,7 +323,7 @@ def geometry_from_dict(data: dict[str, Any]) -> VolumeGeometry:
 
 
 __all__ = [
-    "VolumeGeometry", "symmetrical_indices", "random_indices", "linear_weights", "resampled_depth",
+    "VolumeGeometry", "symmetrical_indices", "random_indices", "linear_weights", "resampled_depth", "square_box",
     "unit_volume", "volume_tensor", "volume_to_voxels", "geometry_from_dict",
     "DEFAULT_Z_SPACING_MM", "DEFAULT_CROP_SCALE",
 ]

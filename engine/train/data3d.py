@@ -203,6 +203,7 @@ class VolumeDataset:
         self.train = train
         self.seed = int(seed)
         self._volumes: list[tuple[np.ndarray, tuple[float, float, float], bool] | None] = [None] * len(records)
+        self._boxes: dict[int, tuple[int, int, int, int] | None] = {}
         self._progress = progress
 
     def __len__(self) -> int:
@@ -233,12 +234,26 @@ class VolumeDataset:
     def rng_for(self, i: int, epoch: int) -> np.random.Generator:
         return np.random.default_rng([self.seed, int(epoch), int(i)])
 
+    def crop_box(self, i: int) -> tuple[int, int, int, int] | None:
+        """The in-plane lung box of volume ``i`` (computed once; None when ``lung_crop`` is off)."""
+        if not getattr(self.pre, "lung_crop", False):
+            return None
+        if i not in self._boxes:
+            from engine.preprocess.definition import lung_bounding_box
+            from engine.preprocess.volume3d import square_box
+
+            arr, _, is_hu = self.volume(i)
+            self._boxes[i] = square_box(lung_bounding_box(arr), arr.shape[1], arr.shape[2]) if is_hu else None
+        return self._boxes[i]
+
     def item(self, i: int, epoch: int = 0, train: bool | None = None) -> tuple[torch.Tensor, int, Any]:
         """(C×D×H×W input, label, VolumeGeometry); ``train`` overrides the dataset's mode for this call."""
+        from engine.preprocess.volume3d import volume_tensor
+
         train = self.train if train is None else train
         arr, spacing, is_hu = self.volume(i)
         rng = self.rng_for(i, epoch) if train else None
-        x, geom = self.pre.volume(arr, spacing, is_hu=is_hu, train=train, rng=rng)
+        x, geom = volume_tensor(self.pre, arr, spacing, is_hu=is_hu, train=train, rng=rng, crop_box=self.crop_box(i))
         return x[0], self.records[i].label, geom
 
     def batch(self, indices: Sequence[int], epoch: int = 0,

@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
 from engine.models import create_model, model_config
 from engine.models.covidnet3d import GenotypeError, load_genotype, representative_genotype
 from engine.models.ops3d import CODE_OPS, PAPER_OPS, MacroSpace, SearchBlock
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)   # small 3-D convs: one thread beats two on a shared 2-core machine
+    yield
+    torch.set_num_threads(before)
 
 
 def n_params(model: torch.nn.Module) -> int:
@@ -133,3 +142,24 @@ def test_baselines_forward_and_cam_layer_shape(name) -> None:
     classifier = dict(model.named_modules())[cfg.classifier]
     assert feats["f"].shape[1] == classifier.in_features
     assert (feats["f"] >= 0).all()  # post-ReLU map, as CAM assumes
+
+
+def test_cam_of_covidnet3d_is_on_the_input_grid_in_dhw_order() -> None:
+    """explain(..., "cam") must equal Σ_k w_k f_k upsampled trilinearly to D×H×W — checked on a non-cubic input
+    with a finer macro grid, so a swapped axis would change the shape or the values."""
+    import torch.nn.functional as F
+
+    from engine.xai import explain
+
+    torch.manual_seed(0)
+    model = create_model("covidnet3d_s", num_classes=2, genotype=["skip"] * 21,
+                         macro={"stem_stride": [1, 2, 2], "strides": [2, 2, 1, 1, 1, 1]}).eval()
+    x = torch.randn(1, 1, 12, 40, 56)
+    cam = explain(model, x, "cam", target=1)
+    assert cam.shape == (1, 12, 40, 56)
+    with torch.no_grad():
+        f = model.forward_features(x)                       # 1×1280×3×5×7
+        manual = torch.einsum("k,kdhw->dhw", model.classifier.weight[1], f[0]) + model.classifier.bias[1]
+        up = F.interpolate(manual[None, None], size=(12, 40, 56), mode="trilinear", align_corners=False)[0, 0]
+    assert f.shape[2:] == (3, 5, 7)
+    assert np.allclose(cam[0], up.numpy(), atol=1e-4)
