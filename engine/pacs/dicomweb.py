@@ -287,7 +287,11 @@ class DicomWebClient:
                 if got_uid != sop_uid:
                     raise PacsProtocolError(f"{what}: asked the {self._who()} for instance {sop_uid} and got "
                                             f"{got_uid or 'no DICOM file'}", self.server.name)
-                staging.write(sop_uid, data)
+                try:
+                    staging.write(sop_uid, data)
+                except OSError as exc:
+                    raise PacsError(f"{what}: could not write into the cache {self.cache.root} ({exc}); free "
+                                    f"some disk space or clear the cache", self.server.name) from exc
                 if progress:
                     progress(TransferProgress(staging.count, total, "retrieve",
                                               f"{staging.count}/{total} instances", staging.bytes_total))
@@ -411,4 +415,4 @@ def _short(response: requests.Response) -> str:
     return f": {text[:200]}" if text else ""
 
 
-__all__ = ["DicomWebClient", "parse_multipart", "PacsError"]
+__all__ = ["DicomWebClient", "parse_multipart"]

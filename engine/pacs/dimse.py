@@ -202,13 +202,18 @@ class DimseClient:
         for abstract, syntaxes in contexts:
             ae.add_requested_context(abstract, syntaxes)
         ctx = self._tls_context()
-        start = time.monotonic()
-        assoc = ae.associate(s.host, s.port, ae_title=s.called_ae, ext_neg=ext_neg, evt_handlers=handlers,
-                             tls_args=(ctx, s.host) if ctx is not None else None)
-        if not assoc.is_established:
+        for attempt in (1, 2):
+            start = time.monotonic()
+            assoc = ae.associate(s.host, s.port, ae_title=s.called_ae, ext_neg=ext_neg, evt_handlers=handlers,
+                                 tls_args=(ctx, s.host) if ctx is not None else None)
+            if assoc.is_established:
+                break
             elapsed = time.monotonic() - start
             if getattr(assoc.acceptor, "primitive", None) is None and elapsed < 0.8 * s.timeout_s:
                 self._probe(what)  # no answer at all: raises the precise reason (refused, unknown host, TLS)
+                if attempt == 1:  # reachable but closed on us without a reply (busy server): once more
+                    time.sleep(0.2)
+                    continue
             raise self._association_failure(assoc, elapsed, what, contexts)
         try:
             yield assoc
@@ -441,10 +446,10 @@ class DimseClient:
                 raise PacsCancelled(f"{what} cancelled", self.server.name)
             if state["error"] is not None:
                 exc = state["error"]
-                if isinstance(exc, PacsError):
-                    raise exc
-                raise PacsError(f"{what}: could not write into the cache {self.cache.root} ({exc})",
-                                self.server.name) from exc
+                if isinstance(exc, OSError):
+                    raise PacsError(f"{what}: could not write into the cache {self.cache.root} ({exc}); free "
+                                    f"some disk space or clear the cache", self.server.name) from exc
+                raise exc  # a PacsError, or an exception of the caller's progress callback
             if final == 0x0000 and staging.count == total:
                 return staging.commit()
             self._raise_incomplete(study_uid, series_uid, staging, total, final, what)

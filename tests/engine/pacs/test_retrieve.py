@@ -125,3 +125,19 @@ def test_retrieved_phantom_loads_as_the_same_volume(orthanc, phantom_series, kin
     assert volume.shape == phantom.volume.shape == (10, 72, 96)
     assert np.allclose(volume.spacing, (5.0, 1.1, 0.8))
     assert np.array_equal(np.asarray(volume.array, np.float32), np.asarray(phantom.volume.array, np.float32))
+
+
+@pytest.mark.parametrize("kind", ["dicomweb", "dimse-get"])
+def test_a_failing_progress_callback_aborts_cleanly(orthanc, studies, kind):
+    """A bug in the caller's callback surfaces as itself (not as a PACS error) and leaves no partial series."""
+    richard = studies["richard"]
+
+    def broken(p):
+        if p.done == 1:
+            raise RuntimeError("viewer bug")
+
+    with pytest.raises(RuntimeError, match="viewer bug"):
+        open_client(client_server(orthanc, kind)).retrieve_series(richard.study_uid, richard.series_uid,
+                                                                    progress=broken, refresh=True)
+    study_dir = cache_root() / richard.study_uid
+    assert not study_dir.exists() or not any(study_dir.iterdir())
