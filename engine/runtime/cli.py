@@ -6,11 +6,15 @@ Examples::
     lunglens-engine export lightsqueeze_proposed    # one model's default weights
     lunglens-engine export --weights runs/w1        # a weights folder (manifest.json + model.safetensors)
     lunglens-engine export lightsqueeze_proposed --out exported/   # also copy the .onnx (+ .json) there
+    lunglens-engine export lightsqueeze_proposed --int8 --calibration data/ct2d   # + gated int8 model
     lunglens-engine export --list                   # what is in the cache
     lunglens-engine export --clear-cache
 
 Each export is checked against torch (probabilities within 1e-4) before it is cached; the viewer and batch
-screening then load it without exporting again.  Exit status 1 if any export failed.
+screening then load it without exporting again.  ``--int8`` also builds an int8 model (static quantisation,
+calibrated on up to 128 ``train`` rows of the ``--calibration`` dataset's manifest.csv) and keeps it only if the
+COVID AUC on the ``val`` rows drops by at most 0.005; the app then serves it automatically.  Exit status 1 if
+any export failed (a rejected int8 model is not a failure: fp32 stays in use).
 """
 
 from __future__ import annotations
@@ -34,6 +38,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--refresh", action="store_true", help="re-export even if a valid cache entry exists")
     parser.add_argument("--list", action="store_true", help="list cached exports and exit")
     parser.add_argument("--clear-cache", action="store_true", help="delete every cached export and exit")
+    parser.add_argument("--int8", action="store_true",
+                        help="also quantise to int8 and keep it only if validation AUC drops <= 0.005")
+    parser.add_argument("--calibration", type=Path, metavar="DATA",
+                        help="with --int8: dataset folder with manifest.csv (split column: train/val rows)")
+    parser.add_argument("--max-auc-drop", type=float, default=0.005, help=argparse.SUPPRESS)
     parser.add_argument("--json", action="store_true", help="print results as JSON")
 
 
@@ -76,6 +85,11 @@ def run(args: argparse.Namespace) -> int:
 
     from engine.weights import WeightsError, list_weighted_models, load_default, load_weights
 
+    if args.int8 and args.calibration is None:
+        print("--int8 needs --calibration DATA (a dataset folder with manifest.csv and train/val rows)",
+              file=sys.stderr)
+        return 2
+
     jobs: list[tuple[str, Any]] = [(str(p), lambda p=p: load_weights(p)) for p in args.weights]
     names = list(args.models)
     if not names and not args.weights:
@@ -111,10 +125,49 @@ def run(args: argparse.Namespace) -> int:
             shutil.copyfile(res.path, dest)
             (args.out / f"{loaded.name}.json").write_text(json.dumps(res.to_dict(), indent=1))
             entry["copied_to"] = str(dest)
-        results.append(entry)
         if not args.json:
             how = "cached" if res.from_cache else f"exported ({res.exporter}, {res.export_seconds:.1f} s)"
             print(f"{loaded.name}: {how}; max |Δp| vs torch {res.max_prob_diff:.1e} -> {res.path}")
+        if args.int8:
+            try:
+                gate = _int8(loaded, args.calibration, root, args.max_auc_drop)
+            except Exception as exc:  # noqa: BLE001 - report and go on with the next model
+                failed += 1
+                entry["int8"] = {"error": f"{type(exc).__name__}: {exc}"}
+                print(f"{loaded.name}: int8 FAILED — {exc}", file=sys.stderr)
+            else:
+                entry["int8"] = gate.to_dict()
+                if not args.json:
+                    print(f"{loaded.name}: int8 {'accepted' if gate.accepted else 'not used'} — {gate.reason}")
+        results.append(entry)
     if args.json:
         print(json.dumps(results, indent=1))
     return 1 if failed else 0
+
+
+def _int8(loaded: Any, data: Path, cache_root: Path, max_auc_drop: float) -> Any:
+    """Calibrate on up to 128 train rows, gate on the val rows of ``data``'s manifest."""
+    import numpy as np
+
+    from engine.runtime import Predictor
+    from engine.runtime.quantize import quantize_and_gate
+    from engine.train.data import ManifestDataset, load_tensors
+
+    pre = loaded.preprocess
+    if pre.spatial_dims != 2:
+        raise ValueError("int8 calibration from a manifest is implemented for 2-D models only")
+
+    def tensors(split: str) -> Any:
+        ds = ManifestDataset.from_folder(data, classes=loaded.classes, split=split)
+        if len(ds) == 0:
+            raise ValueError(f"{data}/manifest.csv has no rows with split={split!r}")
+        td = load_tensors(ds, pre)
+        return pre.normalise(td.x.float()).numpy(), td.y.numpy()
+
+    calib, _ = tensors("train")
+    rng = np.random.default_rng(0)
+    calib = calib[rng.permutation(len(calib))[:128]]
+    val_x, val_y = tensors("val")
+    predictor = Predictor.from_loaded(loaded, backend="onnx", cache_dir=cache_root, int8=False)
+    positive = loaded.positive_index if loaded.positive_index is not None else 1
+    return quantize_and_gate(predictor, calib, val_x, val_y, positive_index=positive, max_auc_drop=max_auc_drop)

@@ -74,7 +74,7 @@ class Predictor:
     """Runs one weighted model on the fastest back-end that reproduces torch.
 
     Build with :meth:`from_loaded` (a ``engine.weights.LoadedModel``) or :meth:`from_model` (any registered
-    ``nn.Module``).  Attributes: ``backend`` ("onnx" or "torch", the one actually used), ``fallback_reason``
+    ``nn.Module``).  Attributes: ``backend`` ("onnx", "onnx-int8" or "torch", the one actually used), ``fallback_reason``
     (why "auto" ended up on torch, else None), ``input_shape`` (C×H×W / C×D×H×W), ``num_classes``,
     ``cam_available``, ``export`` (the :class:`ExportResult`, ONNX only), ``threads``.
     """
@@ -117,12 +117,14 @@ class Predictor:
     def from_model(cls, model: nn.Module, *, preprocess: Any = None, input_shape: Sequence[int] | None = None,
                    backend: str = "auto", weights_sha256: str | None = None, threads: int | None = None,
                    cache_dir: str | Path | None = None, max_batch: int = 16, channels_last: bool | None = None,
-                   manifest: Any = None, refresh_export: bool = False) -> "Predictor":
+                   manifest: Any = None, refresh_export: bool = False, int8: bool | str = "auto") -> "Predictor":
         """Any ``nn.Module`` carrying a ``model_config`` (``create_model`` sets it).
 
         ``input_shape`` (C×H×W / C×D×H×W) defaults to ``preprocess.in_chans`` + ``preprocess.input_size``, else
         to the config's ``input_size`` with the model's first-layer input channels.  ``channels_last`` (torch
         back-end only; default: on for 2-D) is dropped automatically if it fails or changes the outputs.
+        ``int8``: "auto" serves the int8 model of these weights if one passed the validation-AUC gate
+        (``engine.runtime.quantize``), True requires it, False never uses it.
         """
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
@@ -148,9 +150,19 @@ class Predictor:
             try:
                 export = cached_export(model, shape, weights_sha256=weights_sha256, model_name=name,
                                        cam_layer=cam_layer, cache_dir=cache_dir, refresh=refresh_export)
+                kind = "onnx"
+                if int8:
+                    from engine.runtime.quantize import accepted_int8
+
+                    q = accepted_int8(export.spec, cache_dir)
+                    if q is not None:
+                        export, kind = q, "onnx-int8"
+                    elif int8 is True:
+                        raise ExportError(f"no int8 model of {name!r} has passed the validation gate; run "
+                                          "`lunglens-engine export --int8 --calibration DATA` first")
                 session = make_session(export.path, threads)
                 tap.remove()
-                return cls(backend="onnx", session=session, export=export, **common)
+                return cls(backend=kind, session=session, export=export, **common)
             except Exception as exc:  # noqa: BLE001 - "auto" must always end with a working predictor
                 if backend == "onnx":
                     if isinstance(exc, ExportError):
@@ -367,7 +379,10 @@ def _channels_last_ok(model: nn.Module, tap: FeatureTap, shape: tuple[int, ...])
     try:
         with torch.inference_mode():
             ref = [o.clone() for o in tap(x)]
-            model.to(memory_format=fmt)
+        # Outside inference_mode: parameters converted inside it become inference tensors, and the same
+        # module can then no longer be used for gradient explainers (Grad-CAM) or training.
+        model.to(memory_format=fmt)
+        with torch.inference_mode():
             got = tap(x.contiguous(memory_format=fmt))
         ok = all(torch.allclose(g.float(), r.float(), atol=1e-4 * max(1.0, float(r.abs().max())), rtol=0)
                  for g, r in zip(got, ref))
