@@ -54,15 +54,27 @@ def main(argv: list[str] | None = None) -> int:
     if args.demo and args.path is not None:
         parser.error("give a PATH or --demo, not both")
 
-    headless = not display_available()
-    screenshot = args.screenshot
-    if headless and screenshot is None:
-        screenshot = default_screenshot_path("demo" if args.demo or args.path is None else _safe_name(args.path))
-    if screenshot is not None and not os.environ.get("QT_QPA_PLATFORM"):
+    screenshot, fallback_reason = args.screenshot, None
+    if screenshot is None and not display_available():
+        fallback_reason = "no display available (neither DISPLAY nor WAYLAND_DISPLAY is set)"
+    if (screenshot is not None or fallback_reason) and not os.environ.get("QT_QPA_PLATFORM"):
         os.environ["QT_QPA_PLATFORM"] = "offscreen"
+    elif not os.environ.get("QT_QPA_PLATFORM") and sys.platform.startswith("linux"):
+        # a display is announced but may be unusable (X server gone, xcb libraries missing): let Qt fall back to
+        # offscreen instead of aborting, and notice it below
+        native = "wayland;xcb" if os.environ.get("WAYLAND_DISPLAY") else "xcb"
+        os.environ["QT_QPA_PLATFORM"] = f"{native};offscreen"
+        app = _application()
+        if app.platformName() == "offscreen":
+            where = os.environ.get("WAYLAND_DISPLAY") or os.environ.get("DISPLAY")
+            fallback_reason = (f"could not open a window on display {where!r} (see Qt's message above; on Linux "
+                               f"Qt needs libxcb-cursor0 and the other xcb libraries)")
+    if fallback_reason and screenshot is None:
+        name = "demo" if args.demo or args.path is None else _safe_name(args.path)
+        screenshot = default_screenshot_path(name)
 
     path = args.path
-    if args.demo or (headless and path is None):
+    if args.demo or (fallback_reason and path is None):
         try:
             from engine.phantom import demo_scan_path
             path = demo_scan_path()
@@ -71,15 +83,26 @@ def main(argv: list[str] | None = None) -> int:
             return 2
 
     if screenshot is not None:
-        return _render_and_exit(path, screenshot, args, fallback=headless and args.screenshot is None)
+        return _render_and_exit(path, screenshot, args, fallback_reason=fallback_reason)
     return _run_gui(path, args)
 
 
+_QUIET_QT_MESSAGES = ("This plugin does not support propagateSizeHints()",)   # offscreen plugin chatter
+
+
+def _qt_message(mode, context, message: str) -> None:
+    if message not in _QUIET_QT_MESSAGES:
+        print(message, file=sys.stderr)
+
+
 def _application():
+    from PySide6.QtCore import qInstallMessageHandler
     from PySide6.QtWidgets import QApplication
 
     import viewer.qt  # noqa: F401 - configures pyqtgraph (row-major images) once
 
+    if QApplication.instance() is None:
+        qInstallMessageHandler(_qt_message)
     app = QApplication.instance() or QApplication([sys.argv[0]])
     app.setApplicationName("LungLens")
     app.setOrganizationName("LungLens")
@@ -101,7 +124,8 @@ def _run_gui(path: Path | None, args: argparse.Namespace) -> int:
     return int(code)
 
 
-def _render_and_exit(path: Path | None, out: Path, args: argparse.Namespace, *, fallback: bool) -> int:
+def _render_and_exit(path: Path | None, out: Path, args: argparse.Namespace, *,
+                     fallback_reason: str | None = None) -> int:
     from engine.io.errors import VolumeError
     from viewer.workers.loading import Discovery, choose_default_series, discover_all, load_series, require_series
 
@@ -140,8 +164,8 @@ def _render_and_exit(path: Path | None, out: Path, args: argparse.Namespace, *, 
     finally:
         dispose(window)
         del window
-    if fallback:
-        print("lunglens: no display available (no DISPLAY/WAYLAND_DISPLAY), so the viewer rendered offscreen.")
+    if fallback_reason:
+        print(f"lunglens: {fallback_reason}, so the viewer rendered offscreen instead of opening a window.")
     print(f"Screenshot: {written}")
     print(summary)
     return 0

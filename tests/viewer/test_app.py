@@ -71,16 +71,24 @@ def _headless_env(tmp_path: Path) -> dict:
     return env
 
 
-def test_no_display_falls_back_to_a_screenshot_and_exits_0(scan_folders, tmp_path) -> None:
-    """A fresh machine without a display: no Qt platform crash, a PNG in the cache, exit status 0.
+@pytest.mark.parametrize("display, reason", [
+    (None, "no display available"),
+    (":187", "could not open a window on display ':187'"),     # announced, but no X server there
+])
+def test_no_display_falls_back_to_a_screenshot_and_exits_0(scan_folders, tmp_path, display, reason) -> None:
+    """A fresh machine without a (usable) display: no Qt platform crash, a PNG in the cache, exit status 0.
 
     Run as a real process so the exit status also proves no PySide6/pyqtgraph abort at interpreter exit (134).
     """
+    env = _headless_env(tmp_path)
+    if display:
+        env["DISPLAY"] = display
     result = subprocess.run([sys.executable, "-m", "viewer.app", str(scan_folders["one"])],
-                            env=_headless_env(tmp_path), capture_output=True, text=True, timeout=120, cwd=tmp_path)
+                            env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     shot = tmp_path / "cache" / "screenshots" / "one.png"
-    assert shot.is_file() and "no display available" in result.stdout and str(shot) in result.stdout
+    assert shot.is_file() and reason in result.stdout and str(shot) in result.stdout
+    assert "propagateSizeHints" not in result.stderr
     assert "Chest one: 160×120, 24 slices" in result.stdout
 
 

@@ -94,6 +94,17 @@ def test_dicom_window_parsing(meta, expected) -> None:
     assert dicom_window(meta) == expected
 
 
+def test_apply_window_maps_low_to_black_high_to_white() -> None:
+    from viewer.model.window_level import apply_window, grey_to_rgbx
+
+    hu = np.array([[-2000, -1350, -600, 150, 3000]], dtype=np.float32)
+    grey = apply_window(hu, PRESETS["lung"])
+    assert grey.dtype == np.uint8 and list(grey[0]) == [0, 0, 128, 255, 255]
+    assert list(apply_window(hu.astype(np.int16), WindowLevel(2, -600))[0]) == [0, 0, 128, 255, 255]
+    rgbx = grey_to_rgbx(grey)
+    assert rgbx.shape == (1, 5, 4) and list(rgbx[0, 2]) == [128, 128, 128, 255]
+
+
 def test_state_window_presets_include_dicom_only_when_present() -> None:
     plain = ViewerState(chest_volume())
     assert set(plain.window_presets()) == {"lung", "mediastinum", "bone"}

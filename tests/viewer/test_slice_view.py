@@ -13,9 +13,18 @@ from PySide6.QtWidgets import QApplication
 from tests.viewer.conftest import hover
 from tests.viewer.volumes import MARKER_HU, chest_volume, marker_voxel
 from viewer.model import Camera, SyncGroup, ViewerState, WindowLevel
-from viewer.model.window_level import PRESETS
+from viewer.model.window_level import PRESETS, apply_window
 
 pytestmark = pytest.mark.gui
+
+
+def assert_shows(item, hu_slice: np.ndarray, window: WindowLevel) -> None:
+    """The image item holds exactly ``hu_slice`` through ``window`` (opaque grey RGBX)."""
+    grey = apply_window(hu_slice, window)
+    assert item.image.shape == hu_slice.shape + (4,)
+    for channel in range(3):
+        np.testing.assert_array_equal(item.image[..., channel], grey)
+    assert (item.image[..., 3] == 255).all()
 
 
 def _wheel(view, delta: int, modifiers=Qt.KeyboardModifier.NoModifier, at: QPointF | None = None) -> None:
@@ -47,10 +56,9 @@ def test_shows_the_current_slice_with_the_window_levels(window, chest) -> None:
     window.show_volume(chest, slice_index=20)
     view, state = window.slice_view, window.state
     item = view.image_item(state.image_layer)
-    np.testing.assert_array_equal(item.image, chest.array[20])
-    assert tuple(item.levels) == (PRESETS["lung"].low, PRESETS["lung"].high)
+    assert_shows(item, chest.array[20], PRESETS["lung"])
     state.apply_window_preset("mediastinum")
-    assert tuple(item.levels) == (-125, 225)
+    assert_shows(item, chest.array[20], WindowLevel(350, 50))
     assert "W 350  L 50 (Mediastinum)" in view.corner_labels["bottom_right"].text()
     assert "Slice 21 / 24" in view.corner_labels["bottom_left"].text()
     assert window.preset_actions["mediastinum"].isChecked() and not window.preset_actions["lung"].isChecked()
@@ -82,7 +90,7 @@ def test_wheel_keys_and_slider_scroll(window, chest, qtbot) -> None:
     assert state.slice_index == 0
     slider.setValue(7)
     assert state.slice_index == 7
-    np.testing.assert_array_equal(view.image_item(state.image_layer).image, chest.array[7])
+    assert_shows(view.image_item(state.image_layer), chest.array[7], state.window)
     assert window.slice_slider.label.text() == f"Slice 8 / {chest.shape[0]}"
 
 
@@ -199,8 +207,8 @@ def test_two_views_in_a_sync_group_follow_each_other(make_window) -> None:
     group = SyncGroup([left.state, right.state])
     _wheel(left.slice_view, 360)
     assert right.state.slice_index == left.state.slice_index
-    np.testing.assert_array_equal(right.slice_view.image_item(right.state.image_layer).image,
-                                  volume.array[left.state.slice_index])
+    assert_shows(right.slice_view.image_item(right.state.image_layer), volume.array[left.state.slice_index],
+                 right.state.window)
     right.state.window = WindowLevel(800, -400)
     assert left.state.window == WindowLevel(800, -400)
     left.state.zoom_by(3.0)
@@ -209,13 +217,20 @@ def test_two_views_in_a_sync_group_follow_each_other(make_window) -> None:
     group.clear()
 
 
-def test_eight_bit_images_are_flagged_not_hu(window) -> None:
-    volume = chest_volume(shape=(3, 40, 50), dtype=np.uint8)
+def test_eight_bit_images_are_flagged_not_hu_without_orientation_guesses(window) -> None:
+    from pathlib import Path
+
+    volume = chest_volume(shape=(1, 40, 50), dtype=np.uint8)
     volume.is_hu = False
+    volume.source = (Path("slices/001.jpg"),)
     window.show_volume(volume)
-    assert "not HU" in window.slice_view.corner_labels["bottom_right"].text()
+    corner = window.slice_view.corner_labels["bottom_right"].text()
+    assert "not HU" in corner and "orientation unknown" in corner
+    assert not any(label.isVisible() for label in window.slice_view.orientation_labels.values())
     assert not window.preset_actions["lung"].isEnabled()
     assert window.info_panel.rows()["Values"].startswith("not HU")
+    window.show_volume(chest_volume())               # a CT again: labels come back
+    assert all(label.isVisible() for label in window.slice_view.orientation_labels.values())
 
 
 def test_empty_view_invites_to_open_something(window) -> None:

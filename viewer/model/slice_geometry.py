@@ -20,9 +20,20 @@ from dataclasses import dataclass
 
 import numpy as np
 
+# 2-D image formats carry no patient geometry: their orientation on screen is unknown
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif"})
+
 # letters for the negative and positive direction of each LPS axis
 _LETTERS = (("R", "L"), ("A", "P"), ("I", "S"))
 AXIS_NAMES = {0: "axial", 1: "coronal", 2: "sagittal"}
+
+
+def has_patient_geometry(volume) -> bool:
+    """False for volumes read from plain images (PNG/JPEG...): their R/L, A/P labels would be guesses."""
+    sources = getattr(volume, "source", ()) or ()
+    if sources and all(str(p).lower().endswith(tuple(IMAGE_SUFFIXES)) for p in sources):
+        return False
+    return not any("without geometry" in w for w in getattr(volume, "warnings", ()))
 
 
 def direction_matrix(direction: tuple[float, ...] | np.ndarray) -> np.ndarray:

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 MIN_WIDTH = 1.0
 
 
@@ -40,6 +42,32 @@ class WindowLevel:
 
     def __str__(self) -> str:
         return f"W {self.width:g} / L {self.level:g}"
+
+
+def apply_window(values: np.ndarray, window: WindowLevel) -> np.ndarray:
+    """Grey levels (uint8) of ``values`` (HU) through ``window``: ``low`` -> 0, ``high`` -> 255, linear between.
+
+    The one windowing function of LungLens displays and exports, so what is drawn can be tested without Qt.
+    """
+    scaled = np.subtract(values, window.low, dtype=np.float32)
+    scaled *= np.float32(255.0 / window.width)
+    scaled += np.float32(0.5)                   # round to nearest
+    np.clip(scaled, 0.0, 255.0, out=scaled)
+    return scaled.astype(np.uint8)
+
+
+def grey_to_rgbx(grey: np.ndarray) -> np.ndarray:
+    """(rows, cols, 4) uint8 opaque grey image from (rows, cols) uint8 -- the layout Qt paints fastest."""
+    packed = grey.astype(np.uint32) * np.uint32(0x010101) | np.uint32(0xFF000000)
+    return packed.view(np.uint8).reshape(grey.shape + (4,)) if packed.dtype.byteorder in ("=", "<") and \
+        np.little_endian else _rgbx_slow(grey)
+
+
+def _rgbx_slow(grey: np.ndarray) -> np.ndarray:
+    rgbx = np.empty(grey.shape + (4,), dtype=np.uint8)
+    rgbx[..., :3] = grey[..., None]
+    rgbx[..., 3] = 255
+    return rgbx
 
 
 # name -> (label shown in menus, window)

@@ -13,6 +13,7 @@ ADVICE: list[tuple[type[BaseException], str]] = [
      "The pixel data use a compression LungLens cannot decode. Convert the series to an uncompressed or "
      "JPEG-lossless transfer syntax (e.g. with dcmdjpeg or gdcmconv) and open it again."),
     (errors.TruncatedFileError, "The file is incomplete. Copy or export it again from the scanner or PACS."),
+    (errors.EmptyFileError, "The file holds no data. Copy or export it again from the scanner or PACS."),
     (errors.NoPixelDataError, "This DICOM object holds no image (a report, a DICOMDIR, a presentation state). "
                               "Open the folder that holds the CT images."),
     (errors.UnsupportedImageError, "LungLens shows greyscale CT. Open the original CT series, not a colour "
@@ -45,7 +46,7 @@ def show_error(parent: QWidget | None, title: str, error: BaseException, details
         what = f"Unexpected error ({type(error).__name__}): {what}"
     box.setText(what)
     box.setInformativeText(advice_for(error))
-    if details:
+    if details and not isinstance(error, errors.VolumeError):   # a traceback helps with bugs, not bad files
         box.setDetailedText(details)
     box.setStandardButtons(QMessageBox.StandardButton.Ok)
     box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)

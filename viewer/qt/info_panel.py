@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import numpy as np
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget
 
 from engine.io.volume import SAFE_META_KEYS, Volume
-from viewer.model.slice_geometry import SliceGeometry
+from viewer.model.slice_geometry import SliceGeometry, has_patient_geometry
 
 FIELD_LABELS = {
     "SeriesDescription": "Series", "StudyDescription": "Study", "Modality": "Modality",
@@ -30,11 +31,15 @@ def volume_facts(volume: Volume) -> list[tuple[str, str]]:
     rows.append(("Matrix (x × y × slices)", f"{nx} × {ny} × {nz}"))
     rows.append(("Voxel size (x × y × z)", f"{sx:.3g} × {sy:.3g} × {sz:.3g} mm"))
     rows.append(("Extent", f"{nx * sx:.0f} × {ny * sy:.0f} × {nz * sz:.0f} mm"))
-    labels = SliceGeometry.for_axis(volume.shape, volume.spacing, volume.direction, 0).labels
-    rows.append(("Axial display", f"screen left {labels.left}, top {labels.top}"))
+    if has_patient_geometry(volume):
+        labels = SliceGeometry.for_axis(volume.shape, volume.spacing, volume.direction, 0).labels
+        rows.append(("Axial display", f"screen left {labels.left}, top {labels.top}"))
+    else:
+        rows.append(("Axial display", "orientation unknown (image file without patient geometry)"))
     rows.append(("Values", f"HU ({volume.array.dtype})" if volume.is_hu else f"not HU ({volume.array.dtype})"))
-    if volume.array.size:
-        rows.append(("Value range", f"{float(volume.array.min()):.0f} … {float(volume.array.max()):.0f}"))
+    if volume.array.size:   # sampled: a full min/max of a 300-slice float volume would stall the GUI thread
+        sample = volume.array[::2, ::4, ::4]
+        rows.append(("Value range ≈", f"{float(np.nanmin(sample)):.0f} … {float(np.nanmax(sample)):.0f}"))
     if volume.source:
         folder = volume.source[0].parent
         rows.append(("Files", f"{len(volume.source)} in {folder.name or folder}"))

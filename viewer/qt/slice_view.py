@@ -22,9 +22,9 @@ from PySide6.QtWidgets import QLabel, QSizePolicy, QVBoxLayout, QWidget
 
 from viewer.model.events import Event
 from viewer.model.layers import HeatmapLayer, ImageLayer, Layer
-from viewer.model.slice_geometry import SliceGeometry
+from viewer.model.slice_geometry import SliceGeometry, has_patient_geometry
 from viewer.model.viewer_state import ViewerState
-from viewer.model.window_level import PRESET_LABELS
+from viewer.model.window_level import PRESET_LABELS, apply_window, grey_to_rgbx
 from viewer.qt.colormaps import heatmap_lut
 
 WHEEL_STEP = 120          # one notch of a mouse wheel in Qt angle units
@@ -203,8 +203,11 @@ class SliceView(QWidget):
         self._rebuild_items()
         has_volume = self._geometry is not None
         self.empty_label.setVisible(not has_volume)
-        for label in (*self.orientation_labels.values(), *self.corner_labels.values()):
+        known = has_volume and has_patient_geometry(self.state.volume)
+        for label in self.corner_labels.values():
             label.setVisible(has_volume)
+        for label in self.orientation_labels.values():
+            label.setVisible(known)     # no R/L, A/P guesses for PNG/JPEG slices
         self.corner_labels["top_right"].setVisible(has_volume and self.state.cursor is not None)
         if has_volume:
             labels = self._geometry.labels
@@ -225,10 +228,9 @@ class SliceView(QWidget):
             self.state.set_cursor(tuple(voxel))  # type: ignore[arg-type]
 
     def _on_window(self, _event: Event) -> None:
-        window = self.state.window
         for layer, item in self._items.values():
             if isinstance(layer, ImageLayer):
-                item.setLevels((window.low, window.high))
+                self._render_layer(layer, item)
         self._update_texts()
 
     def _on_camera(self, _event: Event) -> None:
@@ -280,9 +282,9 @@ class SliceView(QWidget):
             return
         item.setVisible(layer.visible)
         if isinstance(layer, ImageLayer):
-            window = self.state.window
-            item.setImage(layer.slice(self.slice_index, self.axis), autoLevels=False,
-                          levels=(window.low, window.high))
+            # windowed here to opaque RGBX: Qt paints that ~3x faster than the grey image pyqtgraph would make
+            grey = apply_window(layer.slice(self.slice_index, self.axis), self.state.window)
+            item.setImage(grey_to_rgbx(grey), autoLevels=False, levels=None)
             item.setOpacity(layer.opacity)
         elif isinstance(layer, HeatmapLayer):
             item.setImage(layer.rgba_slice(self.slice_index, heatmap_lut(layer.colormap), self.axis),
@@ -315,6 +317,8 @@ class SliceView(QWidget):
         preset = self.state.window_preset
         name = f" ({PRESET_LABELS.get(preset, preset.title())})" if preset else ""
         values = "" if volume.is_hu else "\n8-bit image · not HU"
+        if not has_patient_geometry(volume):
+            values += "\norientation unknown (no geometry)"
         self.corner_labels["bottom_right"].setText(
             f"W {window.width:.0f}  L {window.level:.0f}{name}\nZoom {self.state.camera.zoom * 100:.0f}%{values}")
         for label in self.corner_labels.values():
