@@ -27,9 +27,19 @@ P1_NAMES = [f"efficientnet_b{i}" for i in range(8)] + [
     "inception_v3", "inception_resnet_v2", "xception", "vgg16", "vgg19"]
 
 
+# One representative per layout in the default run; the other depths / widths of a family run with the slow set.
+REPRESENTATIVE = {"efficientnet_b0", "efficientnet_b3", "resnet50", "resnet50v2", "densenet121", "inception_v3",
+                  "inception_resnet_v2", "xception"}
+
+
 def _marked(names: list[str]) -> list:
-    return [pytest.param(n, id=n, marks=[pytest.mark.slow, pytest.mark.giant] if model_config(n).giant else [])
-            for n in names]
+    params = []
+    for n in names:
+        marks = [pytest.mark.slow] if n not in REPRESENTATIVE else []
+        if model_config(n).giant:
+            marks.append(pytest.mark.giant)
+        params.append(pytest.param(n, id=n, marks=marks))
+    return params
 
 
 def _capture(model: nn.Module, layer: str, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
