@@ -321,9 +321,9 @@ class Xception(KerasBackbone):
 # ------------------------------------------------------------------------------------------------------ registry
 
 # The spec gives only Keras-style totals (trainable + BN moving mean/variance) for these three: Keras
-# ``include_top=False`` totals + a 3-way Dense head.  The trainable counts follow from Keras' own summaries
-# (InceptionV3 23,817,352 / InceptionResNetV2 55,813,192 / Xception 22,855,952 trainable at 1000 classes) with
-# the 1000-way head swapped for a 3-way one.
+# ``include_top=False`` totals + a 3-way Dense head.  Trainable = that total minus the BN moving statistics
+# (Keras' only non-trainable weights here): Keras' "Trainable params" at 1000 classes (23,817,352 / 55,813,192 /
+# 22,855,952) with the 1000-way head swapped for a 3-way one.
 _EXPECTED = {
     "inception_v3": {"in3_cls3": 21_774_499, "keras_in3_cls3": 21_808_931},
     "inception_resnet_v2": {"in3_cls3": 54_280_803, "keras_in3_cls3": 54_341_347},
