@@ -83,16 +83,66 @@ def _as_input(model: nn.Module, input_shape: Any) -> torch.Tensor:
     return torch.zeros((1,) + shape[1:], device=device, dtype=dtype)
 
 
-def count_macs_by_layer(model: nn.Module, input_shape: Sequence[int] | torch.Tensor) -> dict[str, int]:
-    """MACs per counted module (dotted name -> MACs for one item); a module called twice is summed."""
+def _conv_out_len(n: int, k: int, s: int, p: Any, d: int) -> int:
+    if p == "same":
+        return n
+    if p == "valid":
+        p = 0
+    return (n + 2 * int(p) - d * (k - 1) - 1) // s + 1
+
+
+def _shape_only_forward(module: nn.Module) -> Any:
+    """A forward that returns zeros of the right shape without doing the arithmetic (Conv/ConvT/Linear)."""
+
+    def conv_forward(x: torch.Tensor) -> torch.Tensor:
+        nd = len(module.kernel_size)
+        pads = module.padding if isinstance(module.padding, str) else tuple(module.padding)
+        spatial = [_conv_out_len(x.shape[-nd + i], module.kernel_size[i], module.stride[i],
+                                 pads if isinstance(pads, str) else pads[i], module.dilation[i])
+                   for i in range(nd)]
+        return x.new_zeros((*x.shape[:-nd - 1], module.out_channels, *spatial))
+
+    def convt_forward(x: torch.Tensor, output_size: Sequence[int] | None = None) -> torch.Tensor:
+        nd = len(module.kernel_size)
+        if output_size is not None:
+            spatial = [int(s) for s in list(output_size)[-nd:]]
+        else:
+            spatial = [(x.shape[-nd + i] - 1) * module.stride[i] - 2 * module.padding[i]
+                       + module.dilation[i] * (module.kernel_size[i] - 1) + module.output_padding[i] + 1
+                       for i in range(nd)]
+        return x.new_zeros((*x.shape[:-nd - 1], module.out_channels, *spatial))
+
+    def linear_forward(x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-1] != module.in_features:
+            raise RuntimeError(f"Linear expects {module.in_features} features, got {x.shape[-1]}")
+        return x.new_zeros((*x.shape[:-1], module.out_features))
+
+    if isinstance(module, _CONV):
+        return conv_forward
+    if isinstance(module, _CONVT):
+        return convt_forward
+    return linear_forward
+
+
+def count_macs_by_layer(model: nn.Module, input_shape: Sequence[int] | torch.Tensor, *,
+                        execute: bool = False) -> dict[str, int]:
+    """MACs per counted module (dotted name -> MACs for one item); a module called twice is summed.
+
+    By default Conv/ConvT/Linear layers are *not executed*: they return zeros of the right shape, so counting a
+    15-GMAC network costs milliseconds (everything else — pooling, BN, concatenation — still runs, on zeros).
+    ``execute=True`` runs the real layers (use it for models whose control flow depends on values)."""
     x = _as_input(model, input_shape)
     counts: dict[str, int] = {}
     handles = []
+    patched: list[nn.Module] = []
     for name, m in model.named_modules():
         if isinstance(m, _CONV + _CONVT + (nn.Linear,)):
             def hook(mod: nn.Module, inputs: Any, output: Any, _name: str = name) -> None:
                 counts[_name] = counts.get(_name, 0) + _layer_macs(mod, inputs[0], output)
             handles.append(m.register_forward_hook(hook))
+            if not execute:
+                m.forward = _shape_only_forward(m)  # type: ignore[method-assign]
+                patched.append(m)
     was = model.training
     try:
         model.eval()
@@ -102,13 +152,15 @@ def count_macs_by_layer(model: nn.Module, input_shape: Sequence[int] | torch.Ten
         model.train(was)
         for h in handles:
             h.remove()
+        for m in patched:
+            del m.forward          # back to the class's forward
     return counts
 
 
-def count_macs(model: nn.Module, input_shape: Sequence[int] | torch.Tensor) -> int:
+def count_macs(model: nn.Module, input_shape: Sequence[int] | torch.Tensor, *, execute: bool = False) -> int:
     """MACs of one forward pass for one item of shape ``input_shape[1:]`` (``input_shape`` = (N, C, *spatial);
-    N is ignored, a tensor may be given instead)."""
-    return int(sum(count_macs_by_layer(model, input_shape).values()))
+    N is ignored, a tensor may be given instead).  See ``count_macs_by_layer`` for ``execute``."""
+    return int(sum(count_macs_by_layer(model, input_shape, execute=execute).values()))
 
 
 def format_count(n: float, unit: str = "") -> str:
