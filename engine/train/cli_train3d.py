@@ -34,6 +34,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--weight-decay", type=float, default=5e-4)
     p.add_argument("--val-fraction", type=float, default=0.1, help="held out of train when there is no val split")
+    p.add_argument("--limit-train", type=int, default=None, metavar="N",
+                   help="use a stratified random subset of N training volumes (quick pilots)")
     p.add_argument("--no-localise", action="store_true", help="skip the CAM localisation on the test split")
     p.add_argument("--tol-mm", type=float, default=15.0, help="tolerance of the tolerant pointing game")
     p.add_argument("--save-weights", type=Path, default=None, help="write engine.weights files into this folder")
@@ -83,6 +85,10 @@ def run(args: argparse.Namespace) -> int:
         labels = [r.label for r in train_recs]
         keep, held = split_indices(len(train_recs), 1 - args.val_fraction, args.seed, labels)
         val_recs = [train_recs[i] for i in held]
+        train_recs = [train_recs[i] for i in keep]
+    if args.limit_train and args.limit_train < len(train_recs):
+        keep, _ = split_indices(len(train_recs), args.limit_train / len(train_recs), args.seed + 1,
+                                [r.label for r in train_recs])
         train_recs = [train_recs[i] for i in keep]
     size = args.input_size or tuple(cfg_model.input_size)
     pre = make_preprocess(args.model, size, args)
