@@ -29,8 +29,8 @@ import torch
 import torch.nn as nn
 
 from engine.runtime.export import (
-    FEATURES_NAME,
     INPUT_NAME,
+    LOGITS_NAME,
     ExportError,
     ExportResult,
     FeatureTap,
@@ -191,7 +191,7 @@ class Predictor:
         logits, feats = [], []
         for start in range(0, x.shape[0], self.max_batch):
             chunk = x[start:start + self.max_batch]
-            out = self._run(chunk)
+            out = self._run(chunk, features)
             logits.append(out[0])
             if features and len(out) > 1:
                 feats.append(out[1])
@@ -206,14 +206,17 @@ class Predictor:
 
     __call__ = predict
 
-    def _run(self, x: np.ndarray) -> list[np.ndarray]:
+    def _run(self, x: np.ndarray, features: bool = True) -> list[np.ndarray]:
         if self._session is not None:
-            return self._session.run(None, {INPUT_NAME: x})
+            # Fetching only the logits saves copying the (large) feature map out of the session.
+            names = None if features else [LOGITS_NAME]
+            return self._session.run(names, {INPUT_NAME: x})
         with self._lock, torch.inference_mode():
             t = torch.from_numpy(x)
             if self.channels_last:
                 t = t.contiguous(memory_format=_cl_format(t.ndim))
-            return [o.float().contiguous().numpy() for o in self._tap(t)]
+            outs = self._tap(t)
+            return [o.float().contiguous().numpy() for o in (outs if features else outs[:1])]
 
     def _check(self, batch: np.ndarray | torch.Tensor) -> np.ndarray:
         if isinstance(batch, torch.Tensor):

@@ -169,3 +169,12 @@ def test_dynamo_exporter_also_verifies(tmp_path: Path, spatial_dims: int) -> Non
 def test_bad_backend_name() -> None:
     with pytest.raises(ValueError, match="backend must be one of"):
         Predictor.from_model(tiny_model(), backend="tensorrt")
+
+
+def test_features_can_be_skipped(model_and_predictors) -> None:
+    _, onnx, torch_p = model_and_predictors
+    x = np.random.default_rng(3).standard_normal((3, *onnx.input_shape), dtype=np.float32)
+    for p in (onnx, torch_p):
+        lean, full = p.predict(x, features=False), p.predict(x)
+        assert lean.features is None and full.features is not None
+        np.testing.assert_array_equal(lean.logits, full.logits)
