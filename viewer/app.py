@@ -74,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
         screenshot = default_screenshot_path(name)
 
     path = args.path
+    if screenshot is None:
+        return _run_gui(path, args)   # the demo, if asked for, is prepared in the background there
     if args.demo or (fallback_reason and path is None):
         try:
             from engine.phantom import demo_scan_path
@@ -82,9 +84,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"lunglens: could not prepare the demo scan: {exc}", file=sys.stderr)
             return 2
 
-    if screenshot is not None:
-        return _render_and_exit(path, screenshot, args, fallback_reason=fallback_reason)
-    return _run_gui(path, args)
+    return _render_and_exit(path, screenshot, args, fallback_reason=fallback_reason)
 
 
 _QUIET_QT_MESSAGES = ("This plugin does not support propagateSizeHints()",)   # offscreen plugin chatter
@@ -114,13 +114,18 @@ def _run_gui(path: Path | None, args: argparse.Namespace) -> int:
     from viewer.qt.main_window import MainWindow
     from viewer.qt.screenshot import dispose
 
+    from viewer.workers import worker_pool
+
     window = MainWindow()
     window.show()
-    if path is not None:
+    if args.demo:
+        window.open_demo(slice_index=args.slice, window=args.window)
+    elif path is not None:
         window.open_path(path, slice_index=args.slice, window=args.window)
     code = app.exec()
     dispose(window)
     del window
+    worker_pool().waitForDone(-1)   # e.g. a first-run demo generation that cannot be interrupted
     return int(code)
 
 

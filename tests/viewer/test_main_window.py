@@ -195,3 +195,14 @@ def test_error_keeps_the_scan_already_open(qtbot, window, scan_folders, tmp_path
     assert window.error_dialog is not None
     assert window.state.volume.meta["SeriesDescription"] == "Chest one"
     window.error_dialog.close()
+
+
+@pytest.mark.slow
+def test_open_demo_generates_in_the_background(qtbot, window, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("LUNGLENS_CACHE_DIR", str(tmp_path / "cache"))
+    worker = window.open_demo(window="mediastinum")
+    assert window.job_status.isVisible() and "demo" in window.job_status.message.text()
+    _wait_done(qtbot, worker, timeout=300_000)
+    assert worker.outcome == "result", window.error_dialog and window.error_dialog.text()
+    assert window.state.volume.shape == (112, 512, 512) and window.state.window_preset == "mediastinum"
+    assert "demo" in window.windowTitle().lower()

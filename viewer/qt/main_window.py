@@ -38,7 +38,7 @@ from viewer.qt.job_status import JobStatus
 from viewer.qt.series_browser import SeriesBrowser
 from viewer.qt.slice_slider import SliceSlider
 from viewer.qt.slice_view import SliceView
-from viewer.workers.loading import Discovery, OpenResult, load_series_job, open_paths_job
+from viewer.workers.loading import Discovery, OpenResult, load_series_job, open_demo_job, open_paths_job
 from viewer.workers.worker import Worker
 
 APP_TITLE = "LungLens"
@@ -105,6 +105,13 @@ class MainWindow(QMainWindow):
         worker = Worker(open_paths_job, [Path(p) for p in paths], name="open")
         worker.result.connect(self._on_opened)
         return self._start_load(worker, f"Opening {names} …")
+
+    def open_demo(self, *, slice_index: int | None = None, window: str | WindowLevel | None = None) -> Worker:
+        """Open the synthetic demo chest CT (generated in the background on first use)."""
+        self._pending_view = {"slice_index": slice_index, "window": window}
+        worker = Worker(open_demo_job, name="demo")
+        worker.result.connect(self._on_opened)
+        return self._start_load(worker, "Preparing the demo scan …")
 
     def open_series(self, series: SeriesInfo) -> Worker:
         """Load one series (e.g. picked in the series browser) in the background."""
@@ -255,6 +262,7 @@ class MainWindow(QMainWindow):
 
         help_menu = self.menuBar().addMenu("&Help")
         help_menu.addAction(self._action("&Mouse and Keys", None, self._show_controls))
+        help_menu.addAction(self._action("&About LungLens", None, self._show_about))
 
     def apply_window_preset(self, name: str) -> None:
         if self.state.volume is not None and name in self.state.window_presets():
@@ -288,6 +296,14 @@ class MainWindow(QMainWindow):
         box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         box.open()
 
+    def _show_about(self) -> None:
+        box = QMessageBox(QMessageBox.Icon.Information, "About LungLens",
+                          "LungLens — open-source chest-CT viewer with COVID-19 screening models and CAM heatmaps.\n\n"
+                          "Research use only. Not a medical device; results are not a diagnosis.",
+                          QMessageBox.StandardButton.Ok, self)
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        box.open()
+
     # --- drag and drop ------------------------------------------------------------------------------------
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802
         if _local_paths(event):
@@ -315,6 +331,7 @@ class MainWindow(QMainWindow):
         return all(worker.wait(max(0.0, deadline - time.monotonic())) for worker in jobs)
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
+        self.hide()                          # disappear at once, even if a job needs a moment to stop
         self.shutdown_jobs()
         for worker in self._jobs:            # results arriving after close must not touch dead widgets
             for signal in (worker.result, worker.error, worker.progress, worker.cancelled, worker.finished):

@@ -125,3 +125,13 @@ def open_paths_job(context: JobContext, paths: Sequence[str | Path]) -> OpenResu
 def load_series_job(context: JobContext, series: SeriesInfo) -> Volume:
     context.progress(0.0, None, f"Loading {series.label} …")
     return load_series(series, context)
+
+
+def open_demo_job(context: JobContext) -> OpenResult:
+    """Generate (first run only, then cached) and open the bundled synthetic chest CT."""
+    from engine.phantom import demo_scan_path
+
+    context.progress(None, None, "Preparing the demo scan (generated on first run, then cached) …")
+    path = demo_scan_path()
+    context.check()
+    return open_paths_job(context, [path])
