@@ -3,7 +3,8 @@
 Writes a phantom chest (default 300 slices of 512x512) into a temporary folder in each transfer syntax
 (uncompressed explicit VR LE, JPEG-LS lossless, JPEG 2000 lossless), then times, alternately and with a warm page
 cache, (a) ``load_volume(folder)`` — header scan, sorting, decoding, HU — and (b) SimpleITK: GDCM series file
-names + ``ImageSeriesReader.Execute``.  Both produce the same HU array (checked).  Peak Python/numpy memory during
+names + ``ImageSeriesReader.Execute``.  Wall and CPU seconds (median of the repeats) are reported; on a machine
+shared with other jobs (see the load averages in the output) compare the two in the same run only.  Both produce the same HU array (checked).  Peak Python/numpy memory during
 ``load_volume`` is measured with tracemalloc and reported relative to the volume's size.
 
     python -m bench.bench_load [--slices 300] [--size 512] [--repeats 3] [--syntaxes uncompressed,jpegls,j2k]
@@ -50,14 +51,18 @@ def _sitk_load(folder: Path):
 def _ours(folder: Path):
     from engine.io import load_volume
 
-    sys.modules["engine.io.discover"]._CACHE.clear()   # no header cache between runs: every run parses every file
+    from engine.io.discover import clear_header_cache
+
+    clear_header_cache()         # no header cache between runs: every run parses every file
     return load_volume(folder)
 
 
 def _time(fn, *a):
     gc.collect()
+    c = time.process_time()
     t = time.perf_counter()
     out = fn(*a)
+    _time.cpu = time.process_time() - c      # CPU seconds of this process (all threads)
     return time.perf_counter() - t, out
 
 
@@ -88,7 +93,7 @@ def main(argv=None) -> int:
     result = {
         "bench": "load_volume vs SimpleITK ImageSeriesReader",
         "shape": list(ph.volume.shape), "volume_mb_float32": round(vol_bytes / 2**20, 1),
-        "cpu_count": os.cpu_count(), "python": sys.version.split()[0], "platform": platform.platform(),
+        "cpu_count": os.cpu_count(), "load_average_at_start": [round(x, 2) for x in os.getloadavg()], "python": sys.version.split()[0], "platform": platform.platform(),
         "simpleitk": sitk.Version_VersionString(), "sitk_threads": sitk.ProcessObject.GetGlobalDefaultNumberOfThreads(),
         "phantom_s": round(t_phantom, 2), "repeats": args.repeats, "results": {},
     }
@@ -113,13 +118,15 @@ def main(argv=None) -> int:
             entry["equal_to_phantom"] = bool(np.array_equal(ours.array, ph.volume.array))
             entry["equal_to_sitk"] = bool(np.array_equal(ours.array, ref.astype(np.float32)))
             del ours, ref
-            t_ours, t_sitk = [], []
+            t_ours, t_sitk, c_ours, c_sitk = [], [], [], []
             for _ in range(args.repeats):
                 dt, v = _time(_ours, folder)
                 t_ours.append(dt)
+                c_ours.append(_time.cpu)
                 del v
                 dt, v = _time(_sitk_load, folder)
                 t_sitk.append(dt)
+                c_sitk.append(_time.cpu)
                 del v
             gc.collect()
             tracemalloc.start()
@@ -131,6 +138,7 @@ def main(argv=None) -> int:
                 "ours_s": round(statistics.median(t_ours), 3), "sitk_s": round(statistics.median(t_sitk), 3),
                 "ours_all_s": [round(x, 3) for x in t_ours], "sitk_all_s": [round(x, 3) for x in t_sitk],
                 "ours_over_sitk": round(statistics.median(t_ours) / statistics.median(t_sitk), 3),
+                "ours_cpu_s": round(statistics.median(c_ours), 3), "sitk_cpu_s": round(statistics.median(c_sitk), 3),
                 "peak_mem_over_volume": round(peak / vol_bytes, 3),
             })
             result["results"][name] = entry
@@ -144,6 +152,7 @@ def main(argv=None) -> int:
         "not_slower_than_sitk": {k: r["ours_s"] <= r["sitk_s"] for k, r in result["results"].items() if "ours_s" in r},
         "memory_le_2.5x": all(r.get("peak_mem_over_volume", 0) <= 2.5 for r in result["results"].values()),
     }
+    result["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     print(json.dumps(result, indent=1))
     return 0
 

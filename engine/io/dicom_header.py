@@ -64,9 +64,21 @@ class DicomHeader:
     pixel_length: int | None = None     # its length; None when encapsulated (undefined length)
     functional_groups: bool = False     # Enhanced multi-frame: geometry/rescale live in functional groups
     is_dicomdir: bool = False
-    meta: dict = field(default_factory=dict)
+    # patient-safe metadata (SAFE_META_KEYS); computed on first use from the raw header values
+    _meta: dict | None = field(default=None, compare=False, repr=False)
+    _meta_src: tuple | None = field(default=None, compare=False, repr=False)
     # Enhanced multi-frame: per frame {"ipp", "iop", "slope", "intercept", "pixel_spacing", "thickness"}
     frame_info: list[dict] | None = None
+
+    @property
+    def meta(self) -> dict:
+        if self._meta is None:
+            self._meta = _meta_from_values(*self._meta_src) if self._meta_src is not None else {}
+        return self._meta
+
+    @meta.setter
+    def meta(self, value: dict) -> None:
+        self._meta = value
 
     @property
     def is_native(self) -> bool:
@@ -383,6 +395,10 @@ _WANTED: dict[int, tuple[str, int]] = {
 }
 _BAIL_TAGS = {0x52009229, 0x52009230, 0x00041220}   # functional groups, DICOMDIR records: leave to pydicom
 _unpack_hh = struct.Struct("<HH").unpack_from
+_unpack_hhi = struct.Struct("<HHI").unpack_from
+_unpack_hhsh = struct.Struct("<HH2sH").unpack_from
+_SHORT_VRS = {b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FL", b"FD", b"IS", b"LO", b"LT", b"PN", b"SH",
+              b"SL", b"SS", b"ST", b"TM", b"UI", b"UL", b"US"}
 _unpack_h = struct.Struct("<H").unpack_from
 _unpack_i = struct.Struct("<I").unpack_from
 
@@ -485,25 +501,26 @@ def _walk(path: Path, st, fp, buf: bytes) -> DicomHeader | None:
                 buf += more
                 end = len(buf)
                 continue
-        g, e = _unpack_hh(buf, pos)
-        tag = (g << 16) | e
-        if tag == 0x7FE00010:
-            pixel_pos = pos
-            break
-        if g > 0x7FE0 and g != 0xFFFE:
-            break
-        if tag in _BAIL_TAGS:
-            return None
         if implicit:
-            length, hdr, vr = _unpack_i(buf, pos + 4)[0], 8, None
+            g, e, length = _unpack_hhi(buf, pos)
+            hdr, vr = 8, None
         else:
-            vr = buf[pos + 4:pos + 6]
+            g, e, vr, length = _unpack_hhsh(buf, pos)
+            hdr = 8
             if vr in _LONG_VRS:
                 length, hdr = _unpack_i(buf, pos + 8)[0], 12
-            elif vr.isalpha():
-                length, hdr = _unpack_h(buf, pos + 6)[0], 8
-            else:
+            elif vr not in _SHORT_VRS:
                 return None
+        if g >= 0x7FE0:
+            if g == 0x7FE0:
+                if e == 0x0010:
+                    pixel_pos = pos
+                    break
+            elif g != 0xFFFE:
+                break
+        tag = (g << 16) | e
+        if tag in _BAIL_TAGS:
+            return None
         if length == 0xFFFFFFFF:
             while True:
                 try:
@@ -605,6 +622,20 @@ def _meta_value(name: str, text, charset: str):
 _WANTED_BY_NAME = {name: kind for name, kind in _WANTED.values()}
 
 
+def _meta_from_values(ts: str, vals: dict) -> dict:
+    charset = str(vals.get("SpecificCharacterSet", ""))
+    meta = {}
+    for key in SAFE_META_KEYS:
+        if key == "TransferSyntaxUID":
+            meta[key] = ts
+            continue
+        if key in vals and vals[key] not in ("", None):
+            v = _meta_value(key, vals[key], charset)
+            if v not in (None, "", []):
+                meta[key] = v
+    return meta
+
+
 def _header_from_values(path, st, ts, media_class, vals, pixel_pos) -> DicomHeader:
     h = DicomHeader(path=path, size=st.st_size, mtime_ns=st.st_mtime_ns, transfer_syntax=ts)
     h.sop_class = str(vals.get("SOPClassUID") or media_class or "")
@@ -632,17 +663,7 @@ def _header_from_values(path, st, ts, media_class, vals, pixel_pos) -> DicomHead
     h.intercept = inter if inter is not None else 0.0
     h.instance = _is1(vals.get("InstanceNumber"))
     h.acquisition = _is1(vals.get("AcquisitionNumber"))
-    charset = str(vals.get("SpecificCharacterSet", ""))
-    meta = {}
-    for key in SAFE_META_KEYS:
-        if key == "TransferSyntaxUID":
-            meta[key] = ts
-            continue
-        if key in vals and vals[key] not in ("", None):
-            v = _meta_value(key, vals[key], charset)
-            if v not in (None, "", []):
-                meta[key] = v
-    h.meta = meta
+    h._meta_src = (ts, vals)
     if pixel_pos is not None:
         _locate_pixels(h, path, pixel_pos)
     return h

@@ -53,7 +53,7 @@ class _Slice:
 
 
 def _workers() -> int:
-    return max(1, min(4, os.cpu_count() or 1))
+    return max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
 
 
 def _slices(headers: list[DicomHeader]) -> list[_Slice]:
@@ -315,6 +315,69 @@ def _sitk_ok(s: _Slice) -> bool:
         return False
 
 
+def _frame_bytes(h: DicomHeader) -> bytes:
+    """The (single) frame's codestream: all fragments of the encapsulated pixel data, concatenated."""
+    import struct
+
+    with open(h.path, "rb") as fp:
+        fp.seek(h.pixel_offset)
+        data = fp.read()
+    pos, frags = 0, []
+    first = True
+    while pos + 8 <= len(data):
+        g, e, length = struct.unpack_from("<HHI", data, pos)
+        if (g, e) == (0xFFFE, 0xE0DD):
+            break
+        if (g, e) != (0xFFFE, 0xE000) or pos + 8 + length > len(data):
+            raise TruncatedFileError("Encapsulated pixel data are incomplete (truncated download or copy?)", h.path)
+        if not first:                          # the first item is the Basic Offset Table
+            frags.append(data[pos + 8:pos + 8 + length])
+        first = False
+        pos += 8 + length
+    else:
+        raise TruncatedFileError("Encapsulated pixel data end without a delimiter (truncated?)", h.path)
+    return b"".join(frags)
+
+
+def _direct_decoder(ts: str):
+    """A faster in-process decoder for ``ts`` (holds the GIL), or None: CharLS for JPEG-LS, OpenJPEG for J2K."""
+    if ts == "1.2.840.10008.1.2.4.80":
+        try:
+            import jpeg_ls
+        except ImportError:
+            return None
+
+        def jls(h: DicomHeader) -> np.ndarray:
+            arr = jpeg_ls.decode(np.frombuffer(_frame_bytes(h), np.uint8))
+            return _as_stored(arr, h, jls_signed=False)
+        return jls
+    if ts == "1.2.840.10008.1.2.4.90":
+        try:
+            import openjpeg
+        except ImportError:
+            return None
+
+        def j2k(h: DicomHeader) -> np.ndarray:
+            arr = openjpeg.decode(_frame_bytes(h))
+            return _as_stored(arr, h, jls_signed=arr.dtype.kind == "i")
+        return j2k
+    return None
+
+
+def _as_stored(arr: np.ndarray, h: DicomHeader, jls_signed: bool) -> np.ndarray:
+    """Reinterpret a decoded codestream as DICOM stored values (pydicom's sign correction rules)."""
+    if arr.shape != (h.rows, h.cols):
+        raise UnreadableFileError(f"Decoded image has shape {arr.shape}, expected {h.rows}x{h.cols}", h.path)
+    dt = np.dtype(("i" if h.pixel_rep else "u") + str(max(h.bits_allocated, 8) // 8))
+    out = arr.astype(dt.newbyteorder("="), copy=False) if arr.dtype.itemsize != dt.itemsize else arr.view(dt)
+    shift = 8 * dt.itemsize - h.bits_stored
+    if shift and bool(jls_signed) != bool(h.pixel_rep):
+        out = out.copy() if not out.flags.writeable else out
+        np.left_shift(out, shift, out=out)
+        np.right_shift(out, shift, out=out)
+    return out
+
+
 def _sitk_eligible(h: DicomHeader) -> bool:
     return (h.transfer_syntax in SITK_SYNTAXES and h.frames == 1 and h.samples == 1 and not h.frame_info
             and h.photometric == "MONOCHROME2" and h.bits_allocated == 16)
@@ -335,9 +398,26 @@ def _read_pixels(slices: list[_Slice], out: np.ndarray, is_hu: bool, progress: P
         by_file.setdefault(s.hdr.path, []).append(i)
     stop = threading.Event()
     use_sitk = False
+    direct = None          # GIL-holding faster decoder, used by worker 0 only (the others use SimpleITK)
+    first = None
     if is_hu and len(by_file) > 1:
         first = next((s for s in slices if _sitk_eligible(s.hdr)), None)
         use_sitk = first is not None and _sitk_ok(first)
+        if use_sitk:
+            direct = _direct_decoder(first.hdr.transfer_syntax)
+            if direct is not None:
+                try:
+                    ref = _pydicom_pixels(first.hdr)[0]
+                    direct = direct if np.array_equal(direct(first.hdr), ref) else None
+                except Exception:
+                    direct = None
+    local = threading.local()
+    roles = iter(range(1 << 30))
+    role_lock = threading.Lock()
+
+    def init_worker() -> None:
+        with role_lock:
+            local.role = next(roles)
 
     def job(path: Path) -> int:
         if stop.is_set():
@@ -345,7 +425,14 @@ def _read_pixels(slices: list[_Slice], out: np.ndarray, is_hu: bool, progress: P
         idx = by_file[path]
         h = slices[idx[0]].hdr
         if use_sitk and _sitk_eligible(h):
-            out[idx[0]] = _sitk_frame(h)
+            s = slices[idx[0]]
+            if direct is not None and getattr(local, "role", 0) == 0 and h.transfer_syntax == first.hdr.transfer_syntax:
+                dst = out[idx[0]]
+                np.multiply(direct(h), np.float32(s.slope), out=dst, casting="unsafe")
+                if s.intercept:
+                    dst += np.float32(s.intercept)
+            else:
+                out[idx[0]] = _sitk_frame(h)
             return 1
         if h.is_native and h.pixel_offset is not None and h.pixel_length is not None and h.frames == 1:
             frames = None
@@ -378,7 +465,8 @@ def _read_pixels(slices: list[_Slice], out: np.ndarray, is_hu: bool, progress: P
                 last = done / n
                 progress(last)
         return
-    with ThreadPoolExecutor(max_workers=_workers(), thread_name_prefix="lunglens-io") as pool:
+    with ThreadPoolExecutor(max_workers=_workers(), thread_name_prefix="lunglens-io",
+                            initializer=init_worker) as pool:
         pending = set()
         it = iter(paths)
         # keep a bounded number of files in flight so cancel is quick and memory stays flat

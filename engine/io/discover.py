@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import os
 import stat as stat_mod
+import threading
 from collections import OrderedDict
 from pathlib import Path
 
@@ -36,6 +37,7 @@ class SeriesList(list):
 # ---------------------------------------------------------------------------------------------- header cache
 _CACHE: OrderedDict[str, DicomHeader] = OrderedDict()
 _CACHE_MAX = 50_000
+_CACHE_LOCK = threading.Lock()     # discover (GUI thread) and load_volume (worker thread) may run at once
 
 
 def cached_header(path: Path, st: os.stat_result | None = None) -> DicomHeader:
@@ -46,15 +48,23 @@ def cached_header(path: Path, st: os.stat_result | None = None) -> DicomHeader:
             st = os.stat(path)
         except OSError:
             st = None
-    hit = _CACHE.get(key)
-    if hit is not None and st is not None and hit.size == st.st_size and hit.mtime_ns == st.st_mtime_ns:
-        _CACHE.move_to_end(key)
-        return hit
+    with _CACHE_LOCK:
+        hit = _CACHE.get(key)
+        if hit is not None and st is not None and hit.size == st.st_size and hit.mtime_ns == st.st_mtime_ns:
+            _CACHE.move_to_end(key)
+            return hit
     h = read_header(path)
-    _CACHE[key] = h
-    if len(_CACHE) > _CACHE_MAX:
-        _CACHE.popitem(last=False)
+    with _CACHE_LOCK:
+        _CACHE[key] = h
+        if len(_CACHE) > _CACHE_MAX:
+            _CACHE.popitem(last=False)
     return h
+
+
+def clear_header_cache() -> None:
+    """Forget cached headers (benchmarks; files are re-validated by size+mtime anyway)."""
+    with _CACHE_LOCK:
+        _CACHE.clear()
 
 
 # ---------------------------------------------------------------------------------------------- walking
@@ -273,4 +283,4 @@ def discover(path: str | Path) -> SeriesList:
     return SeriesList(items, skipped=scan.n_skipped, skipped_files=scan.skipped, warnings=warnings)
 
 
-__all__ = ["discover", "SeriesList", "scan_path", "cached_header", "pseudo_uid"]
+__all__ = ["discover", "SeriesList", "scan_path", "cached_header", "clear_header_cache", "pseudo_uid"]

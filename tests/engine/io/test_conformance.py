@@ -16,6 +16,7 @@ import pytest
 from engine.io import UnsupportedTransferSyntaxError, discover, load_volume
 
 RETIRED = ("1.2.840.10008.1.2.4.53", "1.2.840.10008.1.2.4.55")
+pytestmark = [pytest.mark.data, pytest.mark.filterwarnings("ignore::UserWarning")]
 
 
 def _sample_files(root: Path) -> list[Path]:
@@ -103,7 +104,8 @@ SERIES = ["ct-volumes/ricord-1a-419639-000082", "ct-volumes/lung-pet-ct-dx-A0002
           "dicom-series/lung-pet-ct-dx-A0001-kernelB"]
 
 
-@pytest.mark.parametrize("rel", SERIES)
+# the RICORD reference decode (255 JPEG-lossless slices through pydicom) takes about a minute: slow
+@pytest.mark.parametrize("rel", [pytest.param(SERIES[0], marks=pytest.mark.slow), *SERIES[1:]])
 def test_series_match_pydicom(shared_data, rel):
     folder = shared_data / rel
     found = discover(folder)
