@@ -371,11 +371,13 @@ def _unlink(path: Path) -> None:
 # ----------------------------------------------------------------------------------------------- cache
 def cached_export(model: nn.Module, input_shape: tuple[int, ...], *, weights_sha256: str | None = None,
                   model_name: str | None = None, cam_layer: str | None = None,
-                  cache_dir: str | Path | None = None, refresh: bool = False) -> ExportResult:
+                  cache_dir: str | Path | None = None, refresh: bool = False, tune: bool = True) -> ExportResult:
     """The verified ONNX export of ``model`` from the cache, exporting it first if needed.
 
     ``weights_sha256`` is the sha of the weights file the model was loaded from (its manifest's); without it
     the sha of the in-memory state is used.  ``refresh=True`` re-exports even when a valid entry exists.
+    A new export is also timed under both ORT graph-optimisation levels; the faster one is recorded in
+    ``extra["session"]["optimization"]`` and used by :class:`Predictor` (``tune=False`` skips that).
     """
     config = getattr(model, "model_config", None)
     if cam_layer is None:
@@ -403,6 +405,13 @@ def cached_export(model: nn.Module, input_shape: tuple[int, ...], *, weights_sha
         _FAILED[spec.key] = str(exc)
         raise
     _FAILED.pop(spec.key, None)
+    if tune:
+        from engine.runtime.session import tune_optimization
+
+        try:
+            result.extra["session"] = tune_optimization(onnx_path, spec.input_shape)
+        except Exception as exc:  # noqa: BLE001 - tuning is an optimisation, never a failure
+            result.extra["session"] = {"optimization": "all", "reason": f"tuning failed: {exc}"}
     _write_json_atomic(meta_path, result.to_dict())
     return result
 

@@ -160,7 +160,8 @@ class Predictor:
                     elif int8 is True:
                         raise ExportError(f"no int8 model of {name!r} has passed the validation gate; run "
                                           "`lunglens-engine export --int8 --calibration DATA` first")
-                session = make_session(export.path, threads)
+                level = (export.extra.get("session") or {}).get("optimization", "all")
+                session = make_session(export.path, threads, optimization=level)
                 tap.remove()
                 return cls(backend=kind, session=session, export=export, **common)
             except Exception as exc:  # noqa: BLE001 - "auto" must always end with a working predictor
@@ -282,7 +283,8 @@ class Predictor:
             info["onnx"] = {"path": str(self.export.path), "exporter": self.export.exporter,
                             "from_cache": self.export.from_cache, "max_prob_diff": self.export.max_prob_diff,
                             "max_value_diff": self.export.max_value_diff,
-                            "variant": self.export.spec.variant}
+                            "variant": self.export.spec.variant,
+                            "optimization": (self.export.extra.get("session") or {}).get("optimization", "all")}
         return info
 
     def close(self) -> None:

@@ -55,3 +55,36 @@ def make_session(path: str | Path, threads: int | None = None, *, spinning: bool
 
     return ort.InferenceSession(str(path), session_options(threads, spinning=spinning, optimization=optimization),
                                 providers=["CPUExecutionProvider"])
+
+
+def tune_optimization(path: str | Path, input_shape: tuple[int, ...], threads: int | None = None, *,
+                      batch: int | None = None, rounds: int = 3, max_call_s: float = 2.0) -> dict[str, Any]:
+    """Pick the faster graph-optimisation level for this model on this machine: "all" (with the NCHWc layout
+    transforms) or "extended" (plain NCHW).  Which wins depends on the network: NCHWc speeds up plain
+    convolution stacks, but activations it cannot keep in that layout (ELU in P0's Fire modules, 3-D convs)
+    force reorders around every such op.  Timed alternately, best of ``rounds`` calls each, so a busy machine
+    disturbs both alike.  A model whose single call exceeds ``max_call_s`` keeps "all" (not worth the wait).
+    """
+    import time
+
+    import numpy as np
+
+    batch = batch or (4 if len(input_shape) == 3 else 1)
+    x = np.random.default_rng(0).standard_normal((batch, *input_shape), dtype=np.float32)
+    sessions = {level: make_session(path, threads, optimization=level) for level in ("all", "extended")}
+    best = {level: float("inf") for level in sessions}
+    for i in range(rounds + 1):                 # round 0 is the warm-up
+        for level, sess in sessions.items():
+            t0 = time.perf_counter()
+            sess.run(None, {"input": x})
+            dt = time.perf_counter() - t0
+            if i == 0 and dt > max_call_s:
+                return {"optimization": "all", "reason": f"not tuned: one call takes {dt:.1f} s"}
+            if i > 0:
+                best[level] = min(best[level], dt)
+    choice = min(best, key=best.get)
+    # Prefer the default unless the other level is clearly (>5 %) faster: timing noise must not flip it.
+    if choice != "all" and best[choice] > 0.95 * best["all"]:
+        choice = "all"
+    return {"optimization": choice, "batch": batch,
+            "best_ms": {k: round(v * 1e3, 3) for k, v in best.items()}}

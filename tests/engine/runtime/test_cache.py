@@ -106,3 +106,17 @@ def test_torch_backend_channels_last_matches(tmp_path: Path) -> None:
     pred = p.predict(x)
     np.testing.assert_allclose(pred.logits, ref_logits, atol=1e-4)
     np.testing.assert_allclose(pred.features, ref_feats, atol=1e-4 * max(1, np.abs(ref_feats).max()))
+
+
+def test_export_records_a_tuned_optimisation_level(tmp_path: Path) -> None:
+    model = tiny_model(seed=8)
+    res = cached_export(model, (1, 32, 32), cache_dir=tmp_path)
+    tuned = res.extra["session"]
+    assert tuned["optimization"] in ("all", "extended") and set(tuned["best_ms"]) == {"all", "extended"}
+    again = cached_export(model, (1, 32, 32), cache_dir=tmp_path)
+    assert again.from_cache and again.extra["session"] == tuned              # persisted in the sidecar
+    p = Predictor.from_model(model, backend="onnx", cache_dir=tmp_path)
+    assert p.describe()["onnx"]["optimization"] == tuned["optimization"]
+    expected = {"all": 99, "extended": 2}[tuned["optimization"]]             # ORT_ENABLE_ALL / EXTENDED
+    assert int(p._session.get_session_options().graph_optimization_level) == expected
+    assert "session" not in cached_export(tiny_model(seed=9), (1, 32, 32), cache_dir=tmp_path, tune=False).extra
