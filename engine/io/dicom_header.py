@@ -338,7 +338,12 @@ def _parse_pixel_element(h: DicomHeader, head: bytes, pos: int) -> None:
 
 
 def _deflated_has_pixels(path: Path) -> bool:
-    return True
+    import pydicom
+
+    try:
+        return "PixelData" in pydicom.dcmread(path, force=True)
+    except Exception:
+        return True      # let the pixel reader report what is wrong
 
 
 def check_pixels(h: DicomHeader) -> None:

@@ -111,6 +111,42 @@ def _draw_segment(arr, lung, p0, p1, r0, r1, value, origin_mm, spacing, mode="se
         sub[inside] = np.maximum(sub[inside], value)
 
 
+def _rasterize_tree(out: np.ndarray, segments, origin_mm, spacing) -> None:
+    """Set ``out`` inside tapered tubes (p0, p1, r0, r1 in mm, zyx): balls stamped at half-voxel steps.
+
+    Vectorised: points are grouped by radius and each group is stamped with one precomputed ellipsoidal
+    stencil, so thousands of segments cost a few numpy calls, not thousands.
+    """
+    if not segments:
+        return
+    sp = np.asarray(spacing, np.float64)
+    step = 0.5 * float(sp.min())
+    p0 = np.array([s[0] for s in segments], np.float64)
+    p1 = np.array([s[1] for s in segments], np.float64)
+    r0 = np.array([s[2] for s in segments], np.float64)
+    r1 = np.array([s[3] for s in segments], np.float64)
+    n = np.maximum(2, np.ceil(np.linalg.norm(p1 - p0, axis=1) / step).astype(int) + 1)
+    seg = np.repeat(np.arange(len(segments)), n)
+    t = np.concatenate([np.linspace(0.0, 1.0, k) for k in n])
+    pts = p0[seg] + (p1 - p0)[seg] * t[:, None]
+    rad = r0[seg] + (r1 - r0)[seg] * t
+    vox = np.rint((pts - np.asarray(origin_mm, np.float64)) / sp).astype(np.int64)
+    q = np.maximum(np.rint(rad / step), 1).astype(np.int64)     # radius in half-voxel units of the finest axis
+    shape = np.asarray(out.shape)
+    flat = out.reshape(-1)
+    strides = np.array([out.shape[1] * out.shape[2], out.shape[2], 1], np.int64)
+    for qv in np.unique(q):
+        r = qv * step
+        ext = np.ceil(r / sp).astype(int)
+        gz, gy, gx = np.meshgrid(*[np.arange(-e, e + 1) for e in ext], indexing="ij")
+        keep = (gz * sp[0]) ** 2 + (gy * sp[1]) ** 2 + (gx * sp[2]) ** 2 <= r * r
+        off = np.stack([gz[keep], gy[keep], gx[keep]], 1)
+        c = vox[q == qv]
+        idx = (c[:, None, :] + off[None, :, :]).reshape(-1, 3)
+        ok = np.all((idx >= 0) & (idx < shape), axis=1)
+        flat[idx[ok] @ strides] = True
+
+
 # --------------------------------------------------------------------------------------------------- phantom
 def make_phantom(shape: tuple[int, int, int] = (64, 256, 256),
                  spacing: tuple[float, float, float] = (5.0, 1.4, 1.4),
@@ -268,24 +304,39 @@ def make_phantom(shape: tuple[int, int, int] = (64, 256, 256),
     if opt["vessels"]:
         vtree = np.zeros(shape, dtype=bool)
         segs: list[tuple] = []
+        sp_arr = np.asarray(spacing, np.float64)
+        lung_idx = np.flatnonzero(lung)
+
+        def in_lung(p) -> bool:
+            i = np.rint((p - origin_mm) / sp_arr).astype(int)
+            return bool(np.all(i >= 0) and np.all(i < shape) and lung[tuple(i)])
+
         for side in (-1, 1):
             hil = np.array([tmm(carina_t - 0.10), 0.05 * B - yshift, side * 0.24 * A], np.float64)
-            for _ in range(9):
-                # roots fan out from the hilum: up, down, lateral, anterior, posterior
-                d = np.array([rng.uniform(-1, 1), rng.uniform(-0.8, 0.8), side * rng.uniform(0.3, 1.0)])
-                d[0] *= zext / (2.2 * A) * 2.0
-                segs.append((hil, d / np.linalg.norm(d), 0.25 * A, 0.03 * A, 0))
-        rmin = 0.45 * min(sy, sx)
+            side_idx = lung_idx[(lung_idx % X < X // 2) == (side < 0)] if lung_idx.size else lung_idx
+            for _ in range(12):
+                # each root aims at a random point of its lung (upper, middle and lower zones all get vessels)
+                if side_idx.size:
+                    target = np.array(np.unravel_index(rng.choice(side_idx), shape), float) * sp_arr + origin_mm
+                    d = target - hil
+                    dist = float(np.linalg.norm(d)) or 1.0
+                    segs.append((hil, d / dist, 0.45 * dist, 0.03 * A, 0))
+        tree = []
         while segs:
             p0, d, L, r, depth = segs.pop()
             p1 = p0 + d * L
-            r1 = max(r * 0.8, rmin)
-            _draw_segment(vtree, lung, p0, p1, max(r, rmin), r1, True, origin_mm, spacing)
-            if depth < 4:
+            tree.append((p0, p1, r, r * 0.8))
+            if depth < 5:
                 for _ in range(2):
-                    nd = d + rng.normal(0, 0.5, 3)
-                    nd /= np.linalg.norm(nd)
-                    segs.append((p1, nd, L * rng.uniform(0.65, 0.85), r * 0.7, depth + 1))
+                    Lc = L * rng.uniform(0.65, 0.85)
+                    for _try in range(4):          # prefer children that stay inside the lung
+                        nd = d + rng.normal(0, 0.5, 3)
+                        nd /= np.linalg.norm(nd)
+                        if in_lung(p1 + nd * Lc):
+                            break
+                    segs.append((p1, nd, Lc, r * 0.7, depth + 1))
+        _rasterize_tree(vtree, tree, origin_mm, spacing)
+        vtree &= lung
         vol[vtree] = 40.0
 
     lung_mask = lung.astype(np.uint8)
@@ -355,9 +406,14 @@ def _random_lesions(n, rng, lung, spacing, A, t, v) -> list[LesionSpec]:
     zi, yi, xi = np.unravel_index(idx, lung.shape)
     tv = t[zi]
     vv = v[yi, 0]
-    xc = (lung.shape[2] - 1) / 2
-    periph = np.abs(xi - xc) / max(xc, 1)
-    w = (1.0 + vv.clip(-1, 1)) * (1.6 - tv) * (0.3 + periph)
+    # subpleural rim: lung minus a ~12 mm in-plane erosion, computed on a ~4 mm grid (cheap at any size)
+    step = max(1, int(round(4.0 / min(spacing[1], spacing[2]))))
+    sub = lung[:, ::step, ::step]
+    er = sub.copy()
+    for _ in range(max(1, int(np.ceil(12.0 / (step * min(spacing[1], spacing[2])))))):
+        er = er & np.roll(er, 1, 1) & np.roll(er, -1, 1) & np.roll(er, 1, 2) & np.roll(er, -1, 2)
+    rim = (sub & ~er)[zi, yi // step, xi // step]
+    w = (1.0 + vv.clip(-1, 1)) * (1.6 - tv) * (0.25 + 3.0 * rim)
     w = np.clip(w, 1e-6, None)
     w /= w.sum()
     picks = rng.choice(idx.size, size=n, replace=True, p=w)

@@ -13,11 +13,11 @@ import shutil
 import tempfile
 from pathlib import Path
 
-DEMO_VERSION = 1
+DEMO_VERSION = 4
 DEMO_SHAPE = (112, 512, 512)          # 280 mm of chest at 2.5 mm, 0.7 mm pixels (358 mm field of view)
 DEMO_SPACING = (2.5, 0.7, 0.7)
 DEMO_SEED = 2020
-DEMO_LESIONS = 9
+DEMO_LESIONS = 14
 
 
 def cache_dir() -> Path:
