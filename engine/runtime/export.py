@@ -391,6 +391,9 @@ def cached_export(model: nn.Module, input_shape: tuple[int, ...], *, weights_sha
     if not refresh:
         hit = _read_entry(onnx_path, meta_path, spec)
         if hit is not None:
+            if tune and "session" not in hit.extra:      # entry from before tuning existed: tune once now
+                _tune_into(hit)
+                _write_json_atomic(meta_path, {**hit.to_dict(), "from_cache": False})
             return hit
         if spec.key in _FAILED:   # failed before in this process: don't make the user wait for it again
             raise ExportError(_FAILED[spec.key])
@@ -406,14 +409,18 @@ def cached_export(model: nn.Module, input_shape: tuple[int, ...], *, weights_sha
         raise
     _FAILED.pop(spec.key, None)
     if tune:
-        from engine.runtime.session import tune_optimization
-
-        try:
-            result.extra["session"] = tune_optimization(onnx_path, spec.input_shape)
-        except Exception as exc:  # noqa: BLE001 - tuning is an optimisation, never a failure
-            result.extra["session"] = {"optimization": "all", "reason": f"tuning failed: {exc}"}
+        _tune_into(result)
     _write_json_atomic(meta_path, result.to_dict())
     return result
+
+
+def _tune_into(result: ExportResult) -> None:
+    from engine.runtime.session import tune_optimization
+
+    try:
+        result.extra["session"] = tune_optimization(result.path, result.spec.input_shape)
+    except Exception as exc:  # noqa: BLE001 - tuning is an optimisation, never a failure
+        result.extra["session"] = {"optimization": "all", "reason": f"tuning failed: {exc}"}
 
 
 # spec.key -> reason, for exports that failed in this process (not persisted: a newer torch may succeed).
