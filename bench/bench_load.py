@@ -79,7 +79,10 @@ def main(argv=None) -> int:
     ap.add_argument("--size", type=int, default=512)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--syntaxes", default="uncompressed,jpegls,j2k")
-    ap.add_argument("--workdir", type=Path, default=None, help="keep the series here (default: a temp dir)")
+    ap.add_argument("--workdir", type=Path, default=None,
+                    help="keep the generated series here and reuse them (default: a temp dir)")
+    ap.add_argument("--folders", type=Path, nargs="*", default=[],
+                    help="also time existing DICOM series folders (e.g. a real scan), read-only")
     args = ap.parse_args(argv)
 
     from engine.phantom import make_phantom
@@ -143,6 +146,31 @@ def main(argv=None) -> int:
             })
             result["results"][name] = entry
             print(json.dumps({name: entry}), file=sys.stderr, flush=True)
+        for folder in args.folders:
+            entry = {"folder": str(folder)}
+            _, ours = _time(_ours, folder)
+            _, ref = _time(_sitk_load, folder)
+            entry["shape"] = list(ours.shape)
+            entry["transfer_syntax"] = ours.meta.get("TransferSyntaxUID")
+            entry["equal_to_sitk"] = bool(ours.array.shape == ref.shape and
+                                          np.array_equal(ours.array, ref.astype(np.float32)))
+            del ours, ref
+            t_ours, t_sitk, c_ours, c_sitk = [], [], [], []
+            for _ in range(args.repeats):
+                dt, v = _time(_ours, folder)
+                t_ours.append(dt)
+                c_ours.append(_time.cpu)
+                del v
+                dt, v = _time(_sitk_load, folder)
+                t_sitk.append(dt)
+                c_sitk.append(_time.cpu)
+                del v
+            entry.update({"ours_s": round(statistics.median(t_ours), 3), "sitk_s": round(statistics.median(t_sitk), 3),
+                          "ours_cpu_s": round(statistics.median(c_ours), 3),
+                          "sitk_cpu_s": round(statistics.median(c_sitk), 3),
+                          "ours_over_sitk": round(statistics.median(t_ours) / statistics.median(t_sitk), 3)})
+            result["results"][f"folder:{folder.name}"] = entry
+            print(json.dumps({folder.name: entry}), file=sys.stderr, flush=True)
     finally:
         if tmp_ctx:
             tmp_ctx.cleanup()
@@ -151,6 +179,8 @@ def main(argv=None) -> int:
         "uncompressed_le_1s": unc.get("ours_s", 99) <= 1.0 if "ours_s" in unc else None,
         "not_slower_than_sitk": {k: r["ours_s"] <= r["sitk_s"] for k, r in result["results"].items() if "ours_s" in r},
         "memory_le_2.5x": all(r.get("peak_mem_over_volume", 0) <= 2.5 for r in result["results"].values()),
+        "all_equal": all(r.get("equal_to_sitk", True) and r.get("equal_to_phantom", True)
+                         for r in result["results"].values()),
     }
     result["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     print(json.dumps(result, indent=1))

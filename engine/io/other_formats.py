@@ -80,7 +80,7 @@ def _canonical(arr: np.ndarray, spacing, origin, direction):
             o = o + d[:, ax_xyz] * sp_xyz[ax_xyz] * (n - 1)
             d[:, ax_xyz] = -d[:, ax_xyz]
             arr = np.flip(arr, axis=arr_axis)
-    return np.ascontiguousarray(arr), spacing, tuple(float(c) for c in o), tuple(float(c) for c in d.ravel())
+    return arr, spacing, tuple(float(c) for c in o), tuple(float(c) for c in d.ravel())
 
 
 def load_itk(path: Path, kind: str) -> Volume:
@@ -100,7 +100,7 @@ def load_itk(path: Path, kind: str) -> Volume:
         idx = [0] * len(size)
         size[3:] = [0] * (len(size) - 3)
         img = sitk.Extract(img, size, idx)
-    arr = sitk.GetArrayFromImage(img)
+    arr = sitk.GetArrayViewFromImage(img)      # a view: converted (one copy) below while ``img`` is alive
     if img.GetDimension() == 2:
         arr = arr[None]
         sp = img.GetSpacing()
@@ -114,14 +114,15 @@ def load_itk(path: Path, kind: str) -> Volume:
         origin = tuple(float(c) for c in img.GetOrigin())
         direction = tuple(float(c) for c in img.GetDirection())
     is_hu = arr.dtype != np.uint8
+    arr, spacing, origin, direction = _canonical(arr, spacing, origin, direction)   # flips are views
     if not is_hu:
         warnings.append("8-bit image: pre-windowed greyscale, not Hounsfield units")
-        arr = arr.astype(np.uint8, copy=False)
+        arr = np.array(arr, dtype=np.uint8, order="C", copy=True)     # always a copy: the view dies with img
     else:
-        arr = arr.astype(np.float32, copy=False)
-        if np.nanmin(arr) >= 0 and np.nanmax(arr) > 2000:
+        arr = np.array(arr, dtype=np.float32, order="C", copy=True)
+        if arr.size and np.nanmin(arr) >= 0 and np.nanmax(arr) > 2000:
             warnings.append("Values are all >= 0: this may be raw stored values rather than HU")
-    arr, spacing, origin, direction = _canonical(arr, spacing, origin, direction)
+    del img
     return Volume(array=arr, spacing=spacing, origin=origin, direction=direction,
                   modality="CT" if is_hu else "OT", is_hu=is_hu, meta={"SeriesDescription": path.name},
                   source=(path,), series_uid=info.uid, warnings=warnings)

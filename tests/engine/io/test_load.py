@@ -180,3 +180,16 @@ def test_fast_header_matches_pydicom_on_real_files(shared_data):
         assert fast == ref and fast.meta == ref.meta, p
         n += 1
     assert n > 20
+
+
+def test_float_nifti_array_owns_its_memory(tmp_path):
+    # SimpleITK arrays are views on the image; the volume must hold a real copy, whatever the pixel type
+    import gc
+
+    for dtype in (np.float32, np.int16, np.uint8):
+        a = (np.random.default_rng(1).random((4, 12, 10)) * 100).astype(dtype)
+        sitk.WriteImage(sitk.GetImageFromArray(a), str(tmp_path / f"f_{np.dtype(dtype).name}.nii"))
+        vol = load_volume(tmp_path / f"f_{np.dtype(dtype).name}.nii")
+        gc.collect()
+        _ = np.ones((64, 64, 64))
+        assert vol.array.flags.owndata and np.array_equal(vol.array, a)
