@@ -116,7 +116,9 @@ BLOCK_CONFIGS: dict[str, tuple[int, int, int, int]] = {
     "densenet169": (6, 12, 32, 32),
     "densenet201": (6, 12, 48, 32),
 }
-_EXPECTED = {"densenet121": 6_956_931, "densenet169": 12_489_475, "densenet201": 18_098_691}
+# spec §2.1: (trainable, Keras-style incl. BN moving statistics) with 3 input channels and 3 classes
+_EXPECTED = {"densenet121": (6_956_931, 7_040_579), "densenet169": (12_489_475, 12_647_875),
+             "densenet201": (18_098_691, 18_327_747)}
 
 
 def _register(name: str) -> None:
@@ -133,7 +135,7 @@ def _register(name: str) -> None:
         classifier="classifier",
         cam_kind="cam",
         test_input_size=(64, 64),
-        expected_params={"in3_cls3": _EXPECTED[name]},
+        expected_params={"in3_cls3": _EXPECTED[name][0], "in3_cls3_keras": _EXPECTED[name][1]},
         description=f"DenseNet{depth} (BC, growth 32, blocks {list(blocks)}; Keras application layout) — P1 backbone",
         aliases=(f"DenseNet{depth}",),
     )

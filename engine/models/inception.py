@@ -325,9 +325,9 @@ class Xception(KerasBackbone):
 # (Keras' only non-trainable weights here): Keras' "Trainable params" at 1000 classes (23,817,352 / 55,813,192 /
 # 22,855,952) with the 1000-way head swapped for a 3-way one.
 _EXPECTED = {
-    "inception_v3": {"in3_cls3": 21_774_499, "keras_in3_cls3": 21_808_931},
-    "inception_resnet_v2": {"in3_cls3": 54_280_803, "keras_in3_cls3": 54_341_347},
-    "xception": {"in3_cls3": 20_813_099, "keras_in3_cls3": 20_867_627},
+    "inception_v3": {"in3_cls3": 21_774_499, "in3_cls3_keras": 21_808_931},
+    "inception_resnet_v2": {"in3_cls3": 54_280_803, "in3_cls3_keras": 54_341_347},
+    "xception": {"in3_cls3": 20_813_099, "in3_cls3_keras": 20_867_627},
 }
 
 

@@ -145,8 +145,9 @@ class ResNetV2(KerasBackbone):
         return self.post_act(self.post_bn(x))
 
 
-def _config(name: str, layers: tuple[int, ...], cam_layer: str, expected: int, description: str,
+def _config(name: str, layers: tuple[int, ...], cam_layer: str, expected: tuple[int, int], description: str,
             alias: str, giant: bool = False) -> ModelConfig:
+    """``expected`` = spec §2.1 (trainable, Keras-style incl. BN moving statistics), 3 channels, 3 classes."""
     return ModelConfig(
         name=name,
         family="resnet",
@@ -159,34 +160,34 @@ def _config(name: str, layers: tuple[int, ...], cam_layer: str, expected: int, d
         cam_kind="cam",
         test_input_size=(64, 64),
         giant=giant,
-        expected_params={"in3_cls3": expected},
+        expected_params={"in3_cls3": expected[0], "in3_cls3_keras": expected[1]},
         description=f"{description} {list(layers)} (Keras application layout) — P1 backbone",
         aliases=(alias,),
     )
 
 
-@register_model(_config("resnet50", (3, 4, 6, 3), "layer4.2.act", 23_514_179, "ResNet50 v1, bottleneck",
+@register_model(_config("resnet50", (3, 4, 6, 3), "layer4.2.act", (23_514_179, 23_567_299), "ResNet50 v1, bottleneck",
                         "ResNet50"))
 def resnet50(num_classes: int = 2, in_chans: int = 1, stride_in_1x1: bool = True) -> ResNetV1:
     """ResNet50 v1 (stride on the first 1x1 as in Keras; ``stride_in_1x1=False`` for the v1.5 layout)."""
     return ResNetV1((3, 4, 6, 3), num_classes=num_classes, in_chans=in_chans, stride_in_1x1=stride_in_1x1)
 
 
-@register_model(_config("resnet50v2", (3, 4, 6, 3), "post_act", 23_525_507,
+@register_model(_config("resnet50v2", (3, 4, 6, 3), "post_act", (23_525_507, 23_570_947),
                         "ResNet50V2, pre-activation bottleneck", "ResNet50V2"))
 def resnet50v2(num_classes: int = 2, in_chans: int = 1, downsample_first: bool = False) -> ResNetV2:
     """ResNet50V2 (pre-activation)."""
     return ResNetV2((3, 4, 6, 3), num_classes=num_classes, in_chans=in_chans, downsample_first=downsample_first)
 
 
-@register_model(_config("resnet101v2", (3, 4, 23, 3), "post_act", 42_535_043,
+@register_model(_config("resnet101v2", (3, 4, 23, 3), "post_act", (42_535_043, 42_632_707),
                         "ResNet101V2, pre-activation bottleneck", "ResNet101V2"))
 def resnet101v2(num_classes: int = 2, in_chans: int = 1, downsample_first: bool = False) -> ResNetV2:
     """ResNet101V2 (pre-activation)."""
     return ResNetV2((3, 4, 23, 3), num_classes=num_classes, in_chans=in_chans, downsample_first=downsample_first)
 
 
-@register_model(_config("resnet152v2", (3, 8, 36, 3), "post_act", 58_194_051,
+@register_model(_config("resnet152v2", (3, 8, 36, 3), "post_act", (58_194_051, 58_337_795),
                         "ResNet152V2, pre-activation bottleneck", "ResNet152V2", giant=True))
 def resnet152v2(num_classes: int = 2, in_chans: int = 1, downsample_first: bool = False) -> ResNetV2:
     """ResNet152V2 (pre-activation)."""

@@ -88,7 +88,7 @@ def _register(name: str) -> None:
         cam_kind="gradcam",
         test_input_size=(64, 64),
         giant=True,
-        expected_params={"in3_cls3": _EXPECTED[name]},
+        expected_params={"in3_cls3": _EXPECTED[name], "in3_cls3_keras": _EXPECTED[name]},  # no BN
         description=(f"VGG{name[3:]} (configuration {'D' if name == 'vgg16' else 'E'}, FC-4096 x 2 top; Keras "
                      "application layout) — P1 backbone"),
         aliases=(f"VGG{name[3:]}",),

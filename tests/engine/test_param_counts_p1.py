@@ -38,7 +38,6 @@ SPEC_P1 = {
     "inception_resnet_v2": (54_280_803, 54_341_347),
     "xception": (20_813_099, 20_867_627),
 }
-KERAS_ONLY_IN_SPEC = {"inception_v3", "inception_resnet_v2", "xception"}
 
 
 def _params(name: str) -> list:
@@ -63,8 +62,7 @@ def test_registry_expected_params_agree_with_spec(name: str) -> None:
     cfg = model_config(name)
     trainable, keras_style = SPEC_P1[name]
     assert cfg.expected_params["in3_cls3"] == trainable
-    if name in KERAS_ONLY_IN_SPEC:
-        assert cfg.expected_params["keras_in3_cls3"] == keras_style
+    assert cfg.expected_params["in3_cls3_keras"] == keras_style
     assert (cfg.paper, cfg.paper_in_chans, cfg.paper_num_classes) == ("P1", 3, 3)
 
 
