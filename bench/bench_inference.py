@@ -138,7 +138,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-int8", action="store_true", help="skip the int8 speed probe")
     parser.add_argument("--no-variants", action="store_true", help="skip the ORT session-option variants")
     parser.add_argument("--cache-dir", default=None, help="ONNX cache (default: the user cache's bench folder)")
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke run: 0.2 s budgets, no variants/int8, CovidNet3D-S at 16x64x64")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.budget, args.no_int8, args.no_variants = 0.2, True, True
 
     from engine.bench import measure_gemm_peak
     from engine.bench.runner import machine_info
@@ -147,16 +151,17 @@ def main(argv: list[str] | None = None) -> int:
     cache_dir = args.cache_dir or str(default_cache_dir() / "bench")
     t_start = time.perf_counter()
     doc: dict[str, Any] = {"bench": "inference", "machine": machine_info(args.threads)}
-    gemm = measure_gemm_peak(threads=args.threads, repeats=20, budget_s=3.0)
+    gemm = measure_gemm_peak(threads=args.threads, repeats=20, budget_s=0.5 if args.quick else 3.0)
     doc["gemm"] = gemm.to_dict()
     common = dict(threads=args.threads, budget=args.budget, peak=gemm.gflops, cache_dir=cache_dir)
     doc["lightsqueeze_proposed"] = bench_model("lightsqueeze_proposed", (227, 227), (1, 16),
                                                variants=not args.no_variants, int8=not args.no_int8, **common)
     if not args.no_3d:
-        doc["covidnet3d_s"] = bench_model("covidnet3d_s", (32, 128, 128), (1, 2), variants=False, int8=False,
-                                          **common)
+        size3d = (16, 64, 64) if args.quick else (32, 128, 128)
+        doc["covidnet3d_s"] = bench_model("covidnet3d_s", size3d, (1, 2), variants=False, int8=False, **common)
     # Re-measure the peak at the end: if the machine got busier, the two differ (see loadavg too).
-    doc["gemm_end"] = measure_gemm_peak(threads=args.threads, repeats=20, budget_s=3.0).to_dict()
+    doc["gemm_end"] = measure_gemm_peak(threads=args.threads, repeats=20,
+                                        budget_s=0.5 if args.quick else 3.0).to_dict()
 
     light = doc["lightsqueeze_proposed"]["onnx_fp32"]["b16"]
     targets = [{

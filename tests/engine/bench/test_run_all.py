@@ -57,3 +57,28 @@ def test_parse_json_output_rejects_text() -> None:
         run_all.parse_json_output("no json here\n")
     with pytest.raises(ValueError):
         run_all.parse_json_output("")
+
+
+@pytest.mark.slow
+def test_scan_and_inference_scripts_run_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The real bench scripts, shrunk: a 24-slice 128² phantom through load + screen + CAM; the inference
+    probes in --quick mode.  Checks they run and report consistent numbers (no speed assertions)."""
+    monkeypatch.setenv("LUNGLENS_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("LUNGLENS_WEIGHTS_PATH", str(tmp_path / "no-weights"))
+    monkeypatch.setenv("LUNGLENS_BENCH_ARGS_BENCH_SCAN", "--slices 24 --size 128 --repeats 1")
+    monkeypatch.setenv("LUNGLENS_BENCH_ARGS_BENCH_INFERENCE", "--quick")
+    out = tmp_path / "all.json"
+    rc = run_all.main(["--only", "scan", "inference", "--out", str(out)])
+    doc = json.loads(out.read_text())
+    assert rc == 0, {k: v.get("stderr_tail") for k, v in doc["scripts"].items()}
+    scan = doc["scripts"]["bench_scan"]["result"]
+    assert scan["backend"] == "onnx" and scan["weights"] == "random" and scan["slices"] == 24
+    st = scan["stages_s"]
+    assert st["total"]["min"] >= st["screen"]["min"] > 0 and st["cam"]["min"] > 0
+    inf = doc["scripts"]["bench_inference"]["result"]
+    light = inf["lightsqueeze_proposed"]
+    assert light["input"] == [1, 227, 227] and abs(light["gmacs"] - 0.4525) < 0.001
+    assert light["onnx_export"]["max_prob_diff"] <= 1e-4
+    assert {"b1", "b16"} <= set(light["onnx_fp32"]) and "torch_channels_last" in light
+    assert inf["covidnet3d_s"]["input"] == [1, 16, 64, 64]
+    assert inf["targets"][0]["target"] == 5.0
