@@ -136,14 +136,16 @@ class Predictor:
         threads = int(threads or default_threads())
         model.eval()
         tap = FeatureTap(model, cam_layer).eval()
-        with torch.inference_mode():
-            probe = tap(torch.zeros((1, *shape)))
-        num_classes = int(probe[0].shape[1])
-        feat_channels = int(probe[1].shape[1]) if cam_layer else 0
-        head, why_not = _cam_head(model, config, classifier, cam_layer, feat_channels, num_classes)
-        common = dict(model_name=name, input_shape=shape, num_classes=num_classes, cam_layer=cam_layer,
-                      cam_head=head, cam_unavailable_reason=why_not, threads=threads, max_batch=max_batch,
-                      preprocess=preprocess, manifest=manifest)
+
+        def build(kind: str, dims: tuple[int, int] | None, **extra: Any) -> "Predictor":
+            if dims is None:   # (classes, CAM channels) from one torch pass
+                with torch.inference_mode():
+                    probe = tap(torch.zeros((1, *shape)))
+                dims = (int(probe[0].shape[1]), int(probe[1].shape[1]) if cam_layer else 0)
+            head, why_not = _cam_head(model, config, classifier, cam_layer, dims[1], dims[0])
+            return cls(model_name=name, input_shape=shape, num_classes=dims[0], cam_layer=cam_layer, cam_head=head,
+                       cam_unavailable_reason=why_not, threads=threads, max_batch=max_batch, preprocess=preprocess,
+                       manifest=manifest, backend=kind, **extra)
 
         fallback = None
         if backend in ("auto", "onnx"):
@@ -162,10 +164,12 @@ class Predictor:
                                           "`lunglens-engine export --int8 --calibration DATA` first")
                 level = (export.extra.get("session") or {}).get("optimization", "all")
                 session = make_session(export.path, threads, optimization=level)
+                predictor = build(kind, _output_dims(session, bool(cam_layer)), session=session, export=export)
                 tap.remove()
-                return cls(backend=kind, session=session, export=export, **common)
+                return predictor
             except Exception as exc:  # noqa: BLE001 - "auto" must always end with a working predictor
                 if backend == "onnx":
+                    tap.remove()
                     if isinstance(exc, ExportError):
                         raise
                     raise ExportError(f"ONNX Runtime could not load the export of {name!r}: {exc}") from exc
@@ -176,7 +180,7 @@ class Predictor:
         use_cl = (spatial == 2) if channels_last is None else bool(channels_last)
         if use_cl:
             use_cl = _channels_last_ok(model, tap, shape)
-        return cls(backend="torch", tap=tap, channels_last=use_cl, fallback_reason=fallback, **common)
+        return build("torch", None, tap=tap, channels_last=use_cl, fallback_reason=fallback)
 
     # ------------------------------------------------------------------------------------------ inference
     @property
@@ -325,6 +329,18 @@ def _weights_sha(manifest: Any) -> str | None:
         if isinstance(inner, dict) and isinstance(inner.get("sha256"), str):
             return inner["sha256"]
     return None
+
+
+def _output_dims(session: Any, has_features: bool) -> tuple[int, int] | None:
+    """(classes, CAM channels) from the ONNX graph's static output shapes, so a cached export needs no torch
+    pass at start-up; None if the graph does not state them."""
+    outs = session.get_outputs()
+    try:
+        k = outs[0].shape[1]
+        c = outs[1].shape[1] if has_features else 0
+    except (IndexError, TypeError):
+        return None
+    return (k, c) if isinstance(k, int) and isinstance(c, int) else None
 
 
 def _first_in_channels(model: nn.Module) -> int | None:
