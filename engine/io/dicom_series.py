@@ -303,10 +303,9 @@ def _sitk_frame(h: DicomHeader) -> np.ndarray:
     return arr
 
 
-def _sitk_ok(s: _Slice) -> bool:
+def _sitk_ok(s: _Slice, ref: np.ndarray) -> bool:
     """Self-check on one slice: does the SimpleITK path give exactly the pydicom-path HU?"""
     try:
-        ref = _pydicom_pixels(s.hdr)[0]
         mine = np.empty(ref.shape, np.float32)
         np.multiply(ref, np.float32(s.slope), out=mine, casting="unsafe")
         mine += np.float32(s.intercept)
@@ -402,12 +401,15 @@ def _read_pixels(slices: list[_Slice], out: np.ndarray, is_hu: bool, progress: P
     first = None
     if is_hu and len(by_file) > 1:
         first = next((s for s in slices if _sitk_eligible(s.hdr)), None)
-        use_sitk = first is not None and _sitk_ok(first)
+        try:
+            ref = _pydicom_pixels(first.hdr)[0] if first is not None else None
+        except VolumeError:
+            ref = None           # the pixel reader will report the problem with this file below
+        use_sitk = ref is not None and _sitk_ok(first, ref)
         if use_sitk:
             direct = _direct_decoder(first.hdr.transfer_syntax)
             if direct is not None:
                 try:
-                    ref = _pydicom_pixels(first.hdr)[0]
                     direct = direct if np.array_equal(direct(first.hdr), ref) else None
                 except Exception:
                     direct = None
