@@ -41,6 +41,10 @@ class Preprocess:
     mean: tuple[float, ...] = (0.5,)
     std: tuple[float, ...] = (0.25,)
     lung_crop: bool = False                        # crop to the lung field's bounding box (HU inputs only)
+    crop_margin: float = 0.0                       # extra margin around the lung box, fraction of its size
+    # "window": the unit image as windowed / scaled; "equalize": then global histogram equalisation per slice
+    # (256 bins), which makes the input invariant to monotone grey-level changes (window, level, gamma).
+    intensity: str = "window"
     cam_layer: str = ""
     classifier: str = ""
     # 3D only: resample to this spacing (z, y, x mm) before slice sampling, so thickness cannot leak the label.
@@ -111,7 +115,13 @@ class Preprocess:
         if stack.ndim == 2:
             stack = stack[None]
         h, w = int(stack.shape[1]), int(stack.shape[2])
-        return lung_bounding_box(stack) if (self.lung_crop and is_hu) else (0, h, 0, w)
+        if not (self.lung_crop and is_hu):
+            return (0, h, 0, w)
+        y0, y1, x0, x1 = lung_bounding_box(stack)
+        if self.crop_margin > 0 and (y0, y1, x0, x1) != (0, h, 0, w):
+            my, mx = int(round(self.crop_margin * (y1 - y0))), int(round(self.crop_margin * (x1 - x0)))
+            y0, y1, x0, x1 = max(0, y0 - my), min(h, y1 + my), max(0, x0 - mx), min(w, x1 + mx)
+        return (y0, y1, x0, x1)
 
     def unit_slices(self, stack: np.ndarray, is_hu: bool, indices: Sequence[int] | None = None,
                     box: tuple[int, int, int, int] | None = None) -> tuple[torch.Tensor, SliceGeometry]:
@@ -141,6 +151,10 @@ class Preprocess:
         unit = self.to_unit(stack[:, y0:y1, x0:x1], is_hu)[:, None]
         size = tuple(int(s) for s in self.input_size)
         unit = resize(unit, size)
+        if self.intensity == "equalize":
+            unit = equalize(unit)
+        elif self.intensity != "window":
+            raise ValueError(f"unknown intensity mode {self.intensity!r} (window | equalize)")
         geometry = SliceGeometry(source_shape=source_shape, crop_box=box, input_size=size)  # type: ignore[arg-type]
         return unit, geometry
 
@@ -204,6 +218,21 @@ class Preprocess:
         out[:, y0:y1, x0:x1] = inside
         result = out.numpy()
         return result[0] if squeeze else result
+
+
+def equalize(unit: torch.Tensor, bins: int = 256) -> torch.Tensor:
+    """Global histogram equalisation of each N×1×H×W unit-range image: v -> (cdf(v) − cdf_min)/(1 − cdf_min)
+    on ``bins`` grey levels (ties map to one value; a constant image stays 0)."""
+    n = unit.shape[0]
+    flat = unit.reshape(n, -1).clamp(0.0, 1.0)
+    q = (flat * (bins - 1)).round().long()
+    hist = torch.zeros(n, bins, dtype=torch.float64).scatter_add_(1, q, torch.ones_like(q, dtype=torch.float64))
+    cdf = hist.cumsum(1) / flat.shape[1]
+    cmin = torch.where(hist > 0, cdf, torch.full_like(cdf, 2.0)).min(1, keepdim=True).values
+    denom = (1.0 - cmin).clamp_min(1e-12)
+    mapped = ((cdf - cmin) / denom).clamp(0.0, 1.0)
+    mapped = torch.where((1.0 - cmin) > 1e-12, mapped, torch.zeros_like(mapped))
+    return mapped.gather(1, q).to(unit.dtype).reshape(unit.shape)
 
 
 def resize(x: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor:

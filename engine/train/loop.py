@@ -77,6 +77,7 @@ class TrainConfig:
     eval_batch_size: int = 64
     max_minutes: float = 0.0             # stop after the epoch that crosses this wall-time budget (0 = off)
     grad_clip: float = 0.0
+    ema: float = 0.0                     # exponential moving average of the weights (0 = off, e.g. 0.98)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -151,10 +152,13 @@ def _load_optim(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], me
     opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
 
 
-def save_checkpoint(path: Path, model: nn.Module, opt: torch.optim.Optimizer, meta: dict[str, Any]) -> None:
+def save_checkpoint(path: Path, model: nn.Module, opt: torch.optim.Optimizer, meta: dict[str, Any],
+                    extra: dict[str, torch.Tensor] | None = None) -> None:
+    """Model + optimiser (+ ``extra`` tensors, e.g. the EMA weights as ``ema.*``) + JSON metadata, atomically."""
     from safetensors.torch import save_file
 
     tensors = {f"model.{k}": v.detach().clone().contiguous() for k, v in model.state_dict().items()}
+    tensors.update({k: v.detach().clone().contiguous() for k, v in (extra or {}).items()})
     opt_t, opt_meta = _optim_tensors(opt)
     tensors.update(opt_t)
     meta = dict(meta, optimizer=opt_meta)
@@ -163,7 +167,9 @@ def save_checkpoint(path: Path, model: nn.Module, opt: torch.optim.Optimizer, me
     os.replace(tmp, path)
 
 
-def load_checkpoint(path: Path, model: nn.Module, opt: torch.optim.Optimizer | None) -> dict[str, Any]:
+def load_checkpoint(path: Path, model: nn.Module, opt: torch.optim.Optimizer | None,
+                    extra: dict[str, torch.Tensor] | None = None) -> dict[str, Any]:
+    """Restore model (+ optimiser); tensors that are neither go into ``extra`` when given."""
     from safetensors import safe_open
 
     tensors: dict[str, torch.Tensor] = {}
@@ -174,6 +180,8 @@ def load_checkpoint(path: Path, model: nn.Module, opt: torch.optim.Optimizer | N
     model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
     if opt is not None:
         _load_optim(opt, tensors, meta["optimizer"])
+    if extra is not None:
+        extra.update({k: v for k, v in tensors.items() if not k.startswith(("model.", "optim."))})
     return meta
 
 
@@ -219,6 +227,21 @@ def evaluate_loss_metrics(model: nn.Module, data: TensorData, cfg: TrainConfig) 
     m = classification_metrics(y, probs, data.classes, positive_index(data.classes))
     m["loss"] = loss
     return m
+
+
+def _ema_update(ema: dict[str, torch.Tensor], model: nn.Module, decay: float, steps: int) -> None:
+    """ema = d·ema + (1−d)·weights, with d ramped up early ((1+n)/(10+n)) so the random init fades fast."""
+    d = min(decay, (1.0 + steps) / (10.0 + steps))
+    with torch.no_grad():
+        for k, v in model.state_dict().items():
+            if v.dtype.is_floating_point:
+                ema[k].mul_(d).add_(v.detach(), alpha=1.0 - d)
+            else:
+                ema[k].copy_(v)
+
+
+def _ema_extra(ema: dict[str, torch.Tensor] | None) -> dict[str, torch.Tensor] | None:
+    return None if ema is None else {f"ema.{k}": v for k, v in ema.items()}
 
 
 def json_clean(value: Any) -> Any:
@@ -290,9 +313,11 @@ def fit(model: nn.Module, train: TensorData, val: TensorData | None, cfg: TrainC
 
     history: list[dict[str, Any]] = []
     start_epoch, start_step = 0, 0
+    ema_state = ({k: v.detach().clone() for k, v in model.state_dict().items()} if cfg.ema > 0 else None)
     state: dict[str, Any] = {"plateau_lr": cfg.lr, "plateau_best": None, "plateau_bad": 0,
                              "best_score": None, "best_epoch": -1, "bad_epochs": 0,
-                             "partial": {"loss_sum": 0.0, "correct": 0, "seen": 0}, "seconds": 0.0}
+                             "partial": {"loss_sum": 0.0, "correct": 0, "seen": 0}, "seconds": 0.0,
+                             "ema_steps": 0}
     ck = rdir / CHECKPOINT if rdir is not None else None
     if rdir is not None:
         cfg_path = rdir / "config.json"
@@ -304,7 +329,10 @@ def fit(model: nn.Module, train: TensorData, val: TensorData | None, cfg: TrainC
             if mismatch:
                 raise ValueError(f"{rdir} holds a run with a different configuration ({sorted(mismatch)}); "
                                  "use another --out folder or --restart")
-            meta = load_checkpoint(ck, model, opt)
+            loaded_extra: dict[str, torch.Tensor] = {}
+            meta = load_checkpoint(ck, model, opt, loaded_extra)
+            if ema_state is not None:
+                ema_state = {k[4:]: v for k, v in loaded_extra.items() if k.startswith("ema.")} or ema_state
             start_epoch, start_step = int(meta["epoch"]), int(meta["step"])
             state.update(meta["state"])
             mpath = rdir / METRICS
@@ -376,6 +404,9 @@ def fit(model: nn.Module, train: TensorData, val: TensorData | None, cfg: TrainC
                 if cfg.grad_clip > 0:
                     nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
                 opt.step()
+                if ema_state is not None:
+                    _ema_update(ema_state, model, cfg.ema, state["ema_steps"])
+                    state["ema_steps"] += 1
                 part["loss_sum"] += float(loss.detach()) * len(y)
                 part["correct"] += int((logits.detach().argmax(1) == y).sum())
                 part["seen"] += len(y)
@@ -387,7 +418,8 @@ def fit(model: nn.Module, train: TensorData, val: TensorData | None, cfg: TrainC
                     state["partial"] = part
                     state["seconds"] = time.time() - t_start
                     if ck is not None:
-                        save_checkpoint(ck, model, opt, {"epoch": epoch, "step": step + 1, "state": state})
+                        save_checkpoint(ck, model, opt, {"epoch": epoch, "step": step + 1, "state": state},
+                                        _ema_extra(ema_state))
                     raise TrainingInterrupted(f"stopped at epoch {epoch + 1}, step {step + 1}; checkpoint in {rdir}")
             if bar is not None:
                 bar.close()
@@ -398,6 +430,10 @@ def fit(model: nn.Module, train: TensorData, val: TensorData | None, cfg: TrainC
                 "train_seconds": round(time.time() - t_epoch, 2),
             }
             vm = None
+            live = None
+            if ema_state is not None:   # evaluate (and select) the averaged weights
+                live = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                model.load_state_dict(ema_state)
             if val is not None and len(val):
                 vm = evaluate_loss_metrics(model, val, cfg)
                 row.update({f"val_{k}": vm[k] for k in ("loss", "accuracy", "auc", "sensitivity", "specificity",
@@ -429,6 +465,8 @@ def fit(model: nn.Module, train: TensorData, val: TensorData | None, cfg: TrainC
                     state["_best_state"] = {k: v.detach().clone() for k, v in model.state_dict().items()}
             else:
                 state["bad_epochs"] += 1
+            if live is not None:
+                model.load_state_dict(live)
             row["selected"] = improved
             row["elapsed_seconds"] = round(time.time() - t_start, 2)
             history.append(row)
@@ -438,7 +476,8 @@ def fit(model: nn.Module, train: TensorData, val: TensorData | None, cfg: TrainC
                 with open(rdir / METRICS, "a") as fh:
                     fh.write(json.dumps(json_clean(row)) + "\n")
                 save_checkpoint(ck, model, opt, {"epoch": epoch + 1, "step": 0,
-                                                 "state": {k: v for k, v in state.items() if k != "_best_state"}})
+                                                 "state": {k: v for k, v in state.items() if k != "_best_state"}},
+                                _ema_extra(ema_state))
             msg = (f"epoch {epoch + 1}/{cfg.epochs} lr {lr:.3g} loss {row['train_loss']:.4f} "
                    f"acc {row['train_accuracy']:.3f}")
             if vm is not None:
@@ -462,6 +501,8 @@ def fit(model: nn.Module, train: TensorData, val: TensorData | None, cfg: TrainC
             signal.signal(sig, h)
 
     # restore the selected weights
+    if cfg.select == "last" and ema_state is not None:
+        model.load_state_dict(ema_state)
     if cfg.select != "last":
         if rdir is not None and (rdir / BEST).is_file():
             load_model_file(rdir / BEST, model)

@@ -169,3 +169,37 @@ def test_lung_box_on_real_ct(shared_data) -> None:
         ys, xs = np.nonzero(lungs)
         assert ys.size > 0.03 * h * w, f.name                           # lungs found on the middle slice
         assert y0 <= ys.min() and ys.max() < y1 and x0 <= xs.min() and xs.max() < x1
+
+
+# ------------------------------------------------------------------------------------------------ intensity
+def test_equalize_is_invariant_to_window_changes() -> None:
+    """With intensity='equalize' a re-windowed copy of an image (monotone grey-level change) gives nearly
+    the same network input — paper figures exported with different windows look alike to the model."""
+    from engine.preprocess.definition import equalize
+
+    rng = np.random.default_rng(0)
+    img = np.clip(rng.normal(120, 40, (96, 96)), 0, 255)
+    img[:, :10] = 0                                                     # black border like a CT background
+    rewindowed = np.clip((img - 30) * 1.6, 0, 255) ** 1.0
+    pre = Preprocess(input_size=(64, 64), intensity="equalize")
+    a, _ = pre.unit_image(img.astype(np.uint8))
+    b, _ = pre.unit_image(rewindowed.astype(np.uint8))
+    plain = Preprocess(input_size=(64, 64))
+    pa, _ = plain.unit_image(img.astype(np.uint8))
+    pb, _ = plain.unit_image(rewindowed.astype(np.uint8))
+    assert float((a - b).abs().mean()) < 0.25 * float((pa - pb).abs().mean())
+    e = equalize(torch.rand(3, 1, 16, 16))
+    assert float(e.min()) == 0.0 and float(e.max()) == 1.0
+    assert float(equalize(torch.full((1, 1, 4, 4), 0.3)).abs().max()) == 0.0     # constant image -> 0
+    with pytest.raises(ValueError, match="intensity"):
+        Preprocess(input_size=(8, 8), intensity="magic").unit_image(np.zeros((8, 8), np.uint8))
+    assert Preprocess.from_dict(pre.to_dict()).intensity == "equalize"
+
+
+def test_crop_margin_widens_the_lung_box() -> None:
+    img = _chest(table=False)
+    tight = Preprocess(input_size=(32, 32), lung_crop=True).crop_box(img[None], is_hu=True)
+    wide = Preprocess(input_size=(32, 32), lung_crop=True, crop_margin=0.1).crop_box(img[None], is_hu=True)
+    h, w = tight[1] - tight[0], tight[3] - tight[2]
+    assert wide == (max(0, tight[0] - round(0.1 * h)), min(256, tight[1] + round(0.1 * h)),
+                    max(0, tight[2] - round(0.1 * w)), min(256, tight[3] + round(0.1 * w)))

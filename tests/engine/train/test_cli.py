@@ -1,0 +1,109 @@
+"""The subcommands end to end, through ``engine.cli.main`` (in-process), on a synthetic dataset."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from engine.cli import main
+
+from .conftest import write_dataset
+
+
+def _last_json(out: str) -> dict:
+    return json.loads(out.strip().splitlines()[-1])
+
+
+@pytest.fixture
+def trained(tiny_model: str, synth_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> tuple[Path, dict]:
+    out = tmp_path / "run"
+    rc = main(["train", "--model", tiny_model, "--data", str(synth_data), "--epochs", "2", "--batch-size", "8",
+               "--optimizer", "adam", "--lr", "0.005", "--augment", "flip", "--input-size", "40", "--out", str(out),
+               "--no-progress", "--seed", "1"])
+    assert rc == 0
+    return out, _last_json(capsys.readouterr().out)
+
+
+def test_train_writes_run_and_weights(trained: tuple[Path, dict]) -> None:
+    out, summary = trained
+    assert summary["epochs_run"] == 2 and summary["stopped"] == "completed"
+    assert "official split" in summary["data"]["selection"]
+    for name in ("metrics.jsonl", "curves.png", "checkpoint.safetensors", "summary.json", "config.json"):
+        assert (out / name).is_file(), name
+    manifest = json.loads((out / "weights" / "manifest.json").read_text())
+    assert manifest["preprocess"]["input_size"] == [40, 40]          # the size used is recorded
+    assert manifest["classes"] == ["NonCOVID", "COVID"] and manifest["positive_class"] == "COVID"
+    val = manifest["metrics"]["validation"]
+    assert val["n"] == summary["val_metrics"]["n"] and "ci95" in val
+    assert (out / "weights" / "MODEL_CARD.md").is_file()
+
+
+def test_evaluate_reproduces_the_recorded_validation_metrics(trained, synth_data: Path, tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture, tiny_model: str) -> None:
+    out, summary = trained
+    plots = tmp_path / "plots"
+    rc = main(["evaluate", "--model", tiny_model, "--weights", str(out / "weights"), "--data", str(synth_data),
+               "--split", "val", "--json", "--plots", str(plots), "--predictions", str(tmp_path / "p.csv")])
+    assert rc == 0
+    res = _last_json(capsys.readouterr().out)
+    for key in ("n", "accuracy", "sensitivity", "specificity", "precision", "f1", "auc", "balanced_accuracy",
+                "confusion_matrix", "per_class", "p2_mean_accuracy_eq1"):
+        assert key in res, key
+    assert res["positive_class"] == "COVID"
+    assert res["accuracy"] == pytest.approx(summary["val_metrics"]["accuracy"])
+    assert res["auc"] == pytest.approx(summary["val_metrics"]["auc"], abs=1e-6)
+    assert (plots / "roc.png").is_file() and (plots / "confusion.png").is_file()
+    assert len((tmp_path / "p.csv").read_text().splitlines()) == res["n"] + 1
+
+
+def test_training_resumes_with_the_same_command(trained, synth_data: Path, tiny_model: str,
+                                                capsys: pytest.CaptureFixture) -> None:
+    out, first = trained
+    rc = main(["train", "--model", tiny_model, "--data", str(synth_data), "--epochs", "3", "--batch-size", "8",
+               "--optimizer", "adam", "--lr", "0.005", "--augment", "flip", "--input-size", "40", "--out", str(out),
+               "--no-progress", "--seed", "1"])
+    assert rc == 0
+    captured = capsys.readouterr()
+    assert "resuming" in captured.err
+    assert _last_json(captured.out)["epochs_run"] == 3
+
+
+def test_errors_are_reported_not_raised(tiny_model: str, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["train", "--model", tiny_model, "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "r")]) == 2
+    assert "no manifest.csv" in capsys.readouterr().err
+    assert main(["evaluate", "--model", tiny_model, "--data", str(tmp_path), "--json"]) == 2
+    assert "no trained weights" in capsys.readouterr().err
+    assert main(["train", "--model", "no_such_net", "--data", str(tmp_path)]) == 2
+    assert "unknown model" in capsys.readouterr().err
+
+
+def test_localize_reports_every_explainer(trained, tmp_path: Path, tiny_model: str,
+                                          capsys: pytest.CaptureFixture) -> None:
+    out, _ = trained
+    masks = write_dataset(tmp_path / "masked", n_per_class=4, masks=True, formats=("png-l",))
+    rc = main(["localize", "--model", tiny_model, "--weights", str(out / "weights"), "--data", str(masks),
+               "--json", "--methods", "cam,gradcam"])
+    assert rc == 0
+    res = _last_json(capsys.readouterr().out)
+    assert res["n"] == 8 and set(res["methods"]) == {"cam", "gradcam"}
+    for m in res["methods"].values():
+        assert 0.0 <= m["pointing_game"]["mean"] <= 1.0 and 0.0 <= m["energy_in_mask"]["mean"] <= 1.0
+    assert 0.0 < res["chance_hit_rate"] < 1.0
+
+
+@pytest.mark.slow
+def test_cv_and_hpo_commands(tiny_model: str, synth_data: Path, tmp_path: Path,
+                             capsys: pytest.CaptureFixture) -> None:
+    rc = main(["cv", "--model", tiny_model, "--data", str(synth_data), "--folds", "3", "--epochs", "1",
+               "--batch-size", "8", "--input-size", "32", "--out", str(tmp_path / "cv")])
+    assert rc == 0
+    s = _last_json(capsys.readouterr().out)
+    assert s["folds"] == 3 and "Student-t" in s["ci_formula"] and "p2_mean_accuracy" in s
+    rc = main(["hpo", "--model", tiny_model, "--data", str(synth_data), "--trials", "2", "--epochs", "2",
+               "--batch-size", "8", "--input-size", "32", "--out", str(tmp_path / "hpo")])
+    assert rc == 0
+    h = _last_json(capsys.readouterr().out)
+    assert h["n_trials"] == 2 and (tmp_path / "hpo" / "study.db").is_file() and (tmp_path / "hpo" / "hpo.png").is_file()
+    assert h["recipe"]["recipe"] == "polsinelli"
