@@ -23,13 +23,15 @@ class GemmPeak:
     threads: int
     repeats: int
     library: str
+    gflops_cpu: float | None = None   # 2·n³ / (process CPU time / threads): the idle-machine estimate
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "GemmPeak":
-        return cls(**{k: d[k] for k in ("gflops", "gflops_p50", "n", "threads", "repeats", "library")})
+        return cls(**{k: d[k] for k in ("gflops", "gflops_p50", "n", "threads", "repeats", "library")},
+                   gflops_cpu=d.get("gflops_cpu"))
 
 
 def measure_gemm_peak(threads: int = 2, n: int = 1024, repeats: int = 12, budget_s: float = 1.5) -> GemmPeak:
@@ -44,20 +46,25 @@ def measure_gemm_peak(threads: int = 2, n: int = 1024, repeats: int = 12, budget
     out = torch.empty(n, n, dtype=torch.float32)
     flop = 2.0 * n ** 3
     samples: list[float] = []
+    cpu: list[float] = []
     with torch_threads(threads), torch.inference_mode():
         for _ in range(2):
             torch.mm(a, b, out=out)
         start = time.perf_counter()
         while len(samples) < repeats:
+            c0 = time.process_time()
             t0 = time.perf_counter()
             torch.mm(a, b, out=out)
             samples.append(time.perf_counter() - t0)
+            cpu.append(time.process_time() - c0)
             if len(samples) >= 3 and time.perf_counter() - start > budget_s:
                 break
     s = np.asarray(samples)
+    c = np.asarray(cpu) / max(1, threads)
     library = "mkl" if torch.backends.mkl.is_available() else "openblas/other"
     return GemmPeak(gflops=float(flop / s.min() / 1e9), gflops_p50=float(flop / np.median(s) / 1e9), n=n,
-                    threads=int(threads), repeats=int(s.size), library=library)
+                    threads=int(threads), repeats=int(s.size), library=library,
+                    gflops_cpu=float(flop / c.min() / 1e9) if c.min() > 0 else None)
 
 
 def fraction_of_peak(macs_per_item: float | None, ms_per_item: float | None, peak_gflops: float | None) -> float | None:

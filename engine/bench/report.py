@@ -140,7 +140,8 @@ def load_references(path: str | Path | None = None) -> list[ReferenceRow]:
 BASE_COLUMNS = ("model", "backend", "family", "paper", "spatial_dims", "input_shape", "num_classes", "threads",
                 "giant", "weights", "params_trainable", "params_keras", "size_mb", "gmacs", "peak_mem_mb",
                 "build_seconds", "accuracy", "sensitivity", "specificity", "auc", "sens_per_mparam", "error")
-BATCH_COLUMNS = ("p50_ms", "p90_ms", "min_ms", "ms_per_item", "throughput_per_s", "gemm_fraction")
+BATCH_COLUMNS = ("p50_ms", "p90_ms", "min_ms", "ms_per_item", "throughput_per_s", "gemm_fraction",
+                 "cpu_est_ms_per_item")
 
 
 @dataclass
@@ -223,6 +224,8 @@ class BenchReport:
                 d[f"b{b}_ms_per_item"] = None if s is None else s.p50_ms_per_item
                 d[f"b{b}_throughput_per_s"] = None if s is None else s.throughput
                 d[f"b{b}_gemm_fraction"] = r.gemm_fraction.get(b)
+                d[f"b{b}_cpu_est_ms_per_item"] = (None if s is None or s.cpu_min_ms is None
+                                                  else s.cpu_min_ms / max(1, r.threads) / b)
             out.append(d)
         return out
 

@@ -3,6 +3,11 @@
 Timing follows the usual CPU-benchmark protocol: ``warmup`` untimed calls, then timed calls until both
 ``min_repeats`` calls and ``budget_s`` seconds are reached (or ``max_repeats``), reporting p50/p90/min/mean.
 On a shared machine the minimum is the best estimate of the uncontended cost and p50 the typical one.
+
+Each call's process CPU time (all threads, ``time.process_time``) is recorded too: when other jobs hold the
+cores, wall time stretches but the CPU time a call consumes barely changes, so ``cpu_min_ms / threads``
+estimates the wall time the call would take on an idle machine (for well-parallelised kernels; it
+over-estimates when threads idle, e.g. batch-1 calls of small nets, and includes spin-waiting if enabled).
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ class LatencyStats:
     p90_ms: float
     min_ms: float
     mean_ms: float
+    cpu_p50_ms: float | None = None      # process CPU time per call (all threads)
+    cpu_min_ms: float | None = None
 
     @property
     def p50_ms_per_item(self) -> float:
@@ -48,15 +55,19 @@ class LatencyStats:
         return d
 
     @classmethod
-    def from_samples(cls, batch: int, samples_s: list[float]) -> "LatencyStats":
+    def from_samples(cls, batch: int, samples_s: list[float], cpu_s: list[float] | None = None) -> "LatencyStats":
         a = np.asarray(samples_s, dtype=np.float64) * 1000.0
+        c = None if not cpu_s else np.asarray(cpu_s, dtype=np.float64) * 1000.0
         return cls(batch=batch, repeats=int(a.size), p50_ms=float(np.percentile(a, 50)),
-                   p90_ms=float(np.percentile(a, 90)), min_ms=float(a.min()), mean_ms=float(a.mean()))
+                   p90_ms=float(np.percentile(a, 90)), min_ms=float(a.min()), mean_ms=float(a.mean()),
+                   cpu_p50_ms=None if c is None else float(np.percentile(c, 50)),
+                   cpu_min_ms=None if c is None else float(c.min()))
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "LatencyStats":
+        opt = {k: (None if d.get(k) is None else float(d[k])) for k in ("cpu_p50_ms", "cpu_min_ms")}
         return cls(batch=int(d["batch"]), repeats=int(d["repeats"]), p50_ms=float(d["p50_ms"]),
-                   p90_ms=float(d["p90_ms"]), min_ms=float(d["min_ms"]), mean_ms=float(d["mean_ms"]))
+                   p90_ms=float(d["p90_ms"]), min_ms=float(d["min_ms"]), mean_ms=float(d["mean_ms"]), **opt)
 
 
 class Cancelled(Exception):
@@ -80,16 +91,19 @@ def time_calls(fn: Callable[[], Any], *, batch: int = 1, warmup: int = 2, min_re
             min_repeats = min(min_repeats, 3)
             break
     samples: list[float] = []
+    cpu: list[float] = []
     start = time.perf_counter()
     while len(samples) < max_repeats:
         if cancelled is not None and cancelled():
             raise Cancelled
+        c0 = time.process_time()
         t0 = time.perf_counter()
         fn()
         samples.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
         if len(samples) >= min_repeats and time.perf_counter() - start >= budget_s:
             break
-    return LatencyStats.from_samples(batch, samples)
+    return LatencyStats.from_samples(batch, samples, cpu)
 
 
 @contextlib.contextmanager

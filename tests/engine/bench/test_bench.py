@@ -231,3 +231,16 @@ def test_cli_json_is_one_document(tiny_registry: None, capsys: pytest.CaptureFix
     assert "unknown model 'nope_net'" in capsys.readouterr().err
     assert main(["bench", "--models", "tiny*", "--list"]) == 0
     assert capsys.readouterr().out.split() == ["tiny2d", "tinybroken"]
+
+
+def test_cpu_time_is_recorded_per_call() -> None:
+    """A busy loop burns CPU for its whole duration; a sleep burns almost none."""
+    def spin() -> None:
+        t = time.perf_counter()
+        while time.perf_counter() - t < 0.01:
+            pass
+
+    busy = time_calls(spin, warmup=0, min_repeats=3, max_repeats=3)
+    idle = time_calls(lambda: time.sleep(0.01), warmup=0, min_repeats=3, max_repeats=3)
+    assert busy.cpu_min_ms > 5.0 and idle.cpu_p50_ms < 3.0
+    assert LatencyStats.from_dict(busy.to_dict()) == busy
