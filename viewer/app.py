@@ -1,11 +1,17 @@
 """``lunglens``: the desktop viewer's entry point.
 
     lunglens [PATH] [--demo] [--screenshot OUT.png] [--slice N] [--window lung|mediastinum|bone|dicom]
+             [--model NAME [--explainer gradcam] [--compare NAME2] [--weights DIR] [--backend auto]]
 
 PATH is a DICOM file/folder/DICOMDIR, a NIfTI/NRRD/MHA file or PNG/JPEG slices; ``--demo`` opens the bundled
 synthetic chest CT.  ``--screenshot`` renders offscreen, writes the PNG and exits (tests, docs).  On a machine
 without a display (Linux with neither DISPLAY nor WAYLAND_DISPLAY, and no QT_QPA_PLATFORM chosen) the viewer
 falls back to exactly that: it renders to a PNG in the user cache folder, says where, and exits 0.
+
+``--model`` screens the scan with a model that has weights (shipped ones, or ``--weights DIR``), goes to the
+most suspicious slice (unless ``--slice``) and shows its heatmap (``--explainer``); ``--compare NAME2`` opens
+compare mode with a second model (repeat for more).  With ``--screenshot`` this all happens offscreen before the
+picture is taken (of the compare window when comparing).  Research use only, not a diagnosis.
 """
 
 from __future__ import annotations
@@ -16,6 +22,8 @@ import sys
 from pathlib import Path
 
 WINDOW_CHOICES = ("lung", "mediastinum", "bone", "dicom")
+EXPLAINER_CHOICES = ("cam", "gradcam", "gradcampp", "layercam")
+MODEL_TIMEOUT_S = 3600.0   # --screenshot waits this long at most for screening + heatmaps
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,6 +36,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--slice", type=int, metavar="N",
                         help="axial slice to show: 0-based index along the slice normal (default: middle)")
     parser.add_argument("--window", choices=WINDOW_CHOICES, help="window/level preset (default: lung)")
+    ai = parser.add_argument_group("AI screening (research use only, not a diagnosis)")
+    ai.add_argument("--model", metavar="NAME", help="screen the scan with this model and show its heatmap")
+    ai.add_argument("--explainer", choices=EXPLAINER_CHOICES, help="heatmap method (default: gradcam)")
+    ai.add_argument("--compare", action="append", default=[], metavar="NAME2",
+                    help="compare --model with this model side by side (repeat for more panes)")
+    ai.add_argument("--weights", action="append", default=[], type=Path, metavar="DIR",
+                    help="weights folder (manifest.json + model.safetensors) or a folder of them, used before "
+                         "the shipped weights (repeatable)")
+    ai.add_argument("--backend", choices=("auto", "onnx", "torch"), default="auto",
+                    help="inference back-end (default auto: ONNX Runtime when its export verifies, else torch)")
     return parser
 
 
@@ -53,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.demo and args.path is not None:
         parser.error("give a PATH or --demo, not both")
+    if (args.compare or args.explainer) and not args.model:
+        parser.error("--compare and --explainer need --model NAME")
 
     screenshot, fallback_reason = args.screenshot, None
     if screenshot is None and not display_available():
@@ -117,7 +137,14 @@ def _run_gui(path: Path | None, args: argparse.Namespace) -> int:
     from viewer.workers import worker_pool
 
     window = MainWindow()
+    if not _setup_models(window, args):
+        dispose(window)
+        del window
+        return 2
     window.show()
+    if args.model:
+        window.ai.request_autorun(args.model, explainer=args.explainer, compare=args.compare,
+                                  slice_index=args.slice)
     if args.demo:
         window.open_demo(slice_index=args.slice, window=args.window)
     elif path is not None:
@@ -155,14 +182,27 @@ def _render_and_exit(path: Path | None, out: Path, args: argparse.Namespace, *,
 
     window = MainWindow()
     try:
+        if not _setup_models(window, args):
+            return 2
+        target, model_lines = window, []
         if volume is not None:
             window.show_discovery(found, str(path))
             window.show_volume(volume, chosen, slice_index=args.slice, window=args.window)
             if args.window and volume.is_hu and window.state.window_preset != args.window:
                 print(f"lunglens: this series has no {args.window!r} window; showing {window.state.window}",
                       file=sys.stderr)
-        written = render_png(window, out)
+            if args.model:
+                outcome = _screen_for_screenshot(window, args)
+                if outcome is None:
+                    return 2
+                target, model_lines = outcome
+        elif args.model:
+            print("lunglens: --model needs a scan to screen (PATH or --demo)", file=sys.stderr)
+            return 2
+        written = render_png(target, out)
         summary = _summary(window) if volume is not None else "no scan open"
+        if model_lines:
+            summary = "\n".join([summary, *model_lines])
     except OSError as exc:
         print(f"lunglens: {exc}", file=sys.stderr)
         return 2
@@ -174,6 +214,55 @@ def _render_and_exit(path: Path | None, out: Path, args: argparse.Namespace, *,
     print(f"Screenshot: {written}")
     print(summary)
     return 0
+
+
+def _setup_models(window, args: argparse.Namespace) -> bool:
+    """Back-end and extra weights folders for the window's AI workflow; False (after saying why) if unusable."""
+    ai = window.ai
+    ai.backend = args.backend
+    for folder in args.weights:
+        try:
+            ai.add_weights(folder)
+        except (ValueError, OSError) as exc:
+            print(f"lunglens: --weights {folder}: {exc}", file=sys.stderr)
+            return False
+    for name in [args.model, *args.compare] if args.model else []:
+        try:
+            ai.catalog.get(name)
+        except KeyError as exc:
+            print(f"lunglens: {exc.args[0]}", file=sys.stderr)
+            return False
+    return True
+
+
+def _screen_for_screenshot(window, args: argparse.Namespace):
+    """Screen with --model (blocking, through the same workers as the GUI), go to the most suspicious slice,
+    compute the heatmap, open compare mode if asked; returns (widget to grab, summary lines) or None."""
+    ai = window.ai
+    name = ai.catalog.get(args.model).name
+    ai.select_model(name)
+    if args.explainer:
+        ai.set_explainer(args.explainer)
+    failures: list[str] = []
+    worker = ai.screen()
+    worker.error.connect(lambda exc, _text: failures.append(f"{type(exc).__name__}: {exc}"))
+    if not ai.wait_idle(MODEL_TIMEOUT_S) or worker.outcome != "result":
+        why = failures[0] if failures else f"screening did not finish ({worker.outcome or 'timed out'})"
+        print(f"lunglens: screening with {name} failed: {why}", file=sys.stderr)
+        return None
+    result = ai.results[name]
+    if args.slice is None and result.top_slices:
+        ai.go_to_slice(result.top_slices[0])
+    ai.show_heatmap(True)
+    ai.wait_idle(MODEL_TIMEOUT_S)
+    lines = [result.summary()]
+    target = window
+    if args.compare:
+        compare = ai.open_compare([name, *args.compare])
+        ai.wait_idle(MODEL_TIMEOUT_S)
+        lines += [compare.results[m].summary() for m in compare.results if m != name]
+        target = compare
+    return target, lines
 
 
 def _summary(window) -> str:

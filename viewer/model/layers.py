@@ -18,6 +18,8 @@ from viewer.model.events import EmitterGroup
 
 # Perceptually uniform colour maps every renderer can provide (matplotlib and pyqtgraph both ship them).
 HEATMAP_COLORMAPS = ("inferno", "magma", "viridis", "plasma", "cividis", "turbo")
+# Diverging (blue - white - red) maps for signed layers such as the compare mode's "A - B" difference view.
+DIVERGING_COLORMAPS = ("CET-D1",)
 
 L = TypeVar("L", bound="Layer")
 
@@ -92,7 +94,8 @@ class ImageLayer(Layer):
 class HeatmapLayer(Layer):
     """A float map on the voxel grid drawn with a colour map over the image.
 
-    ``scale`` = (vmin, vmax) of the colour map; values below ``threshold`` (and NaN) are transparent.
+    ``scale`` = (vmin, vmax) of the colour map; values below ``threshold`` (and NaN) are transparent.  A
+    ``signed`` layer (e.g. a difference of two maps) hides values whose *magnitude* is below the threshold.
     ``info`` describes where the map came from (model, explainer, target class, ...), for legends and exports.
     """
 
@@ -100,8 +103,9 @@ class HeatmapLayer(Layer):
 
     def __init__(self, data: np.ndarray, name: str = "heatmap", *, colormap: str = "inferno",
                  scale: tuple[float, float] = (0.0, 1.0), threshold: float = 0.0, opacity: float = 0.5,
-                 visible: bool = True, info: dict | None = None):
+                 visible: bool = True, info: dict | None = None, signed: bool = False):
         super().__init__(name, visible=visible, opacity=opacity)
+        self.signed = bool(signed)
         data = np.asarray(data, dtype=np.float32)
         if data.ndim != 3:
             raise ValueError(f"heatmap data must be (z, y, x) on the voxel grid, got shape {data.shape}")
@@ -186,7 +190,7 @@ class HeatmapLayer(Layer):
         rgba = np.zeros(values.shape + (4,), dtype=np.uint8)
         colours = np.asarray(lut, dtype=np.uint8)[np.minimum((norm * n).astype(np.int64), n - 1)]
         rgba[..., :3] = colours[..., :3]
-        shown = np.isfinite(values) & (values >= self._threshold)
+        shown = np.isfinite(values) & ((np.abs(values) if self.signed else values) >= self._threshold)
         rgba[..., 3] = np.where(shown, round(255 * self.opacity), 0).astype(np.uint8)
         return rgba
 
@@ -264,6 +268,7 @@ def _scale(value: tuple[float, float]) -> tuple[float, float]:
 
 
 def _colormap(name: str) -> str:
-    if name not in HEATMAP_COLORMAPS:
-        raise ValueError(f"unknown heatmap colour map {name!r}; choose one of {', '.join(HEATMAP_COLORMAPS)}")
+    if name not in HEATMAP_COLORMAPS + DIVERGING_COLORMAPS:
+        raise ValueError(f"unknown heatmap colour map {name!r}; choose one of "
+                         f"{', '.join(HEATMAP_COLORMAPS + DIVERGING_COLORMAPS)}")
     return name

@@ -90,6 +90,9 @@ class MainWindow(QMainWindow):
         self.statusBar().addPermanentWidget(self.job_status)
 
         self._build_actions()
+        # AI workflow (issue 5): model dock, score strip, heatmaps, look inside, compare, export
+        from viewer.qt.ai_workflow import AIWorkflow
+        self.ai = AIWorkflow(self)
         self.state.events.volume.connect(self._on_volume)
         self.state.events.window.connect(self._on_window)
         self.state.events.cursor.connect(self._on_cursor)
@@ -332,6 +335,7 @@ class MainWindow(QMainWindow):
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
         self.hide()                          # disappear at once, even if a job needs a moment to stop
+        self.ai.shutdown()                   # compare windows, dialogs and model jobs first
         self.shutdown_jobs()
         for worker in self._jobs:            # results arriving after close must not touch dead widgets
             for signal in (worker.result, worker.error, worker.progress, worker.cancelled, worker.finished):
