@@ -89,7 +89,9 @@ def main(argv: list[str] | None = None) -> int:
 
         stages: dict[str, list[float]] = {"load": [], "screen": [], "cam": [], "total": [], "screen_preprocess": [],
                                           "screen_inference": []}
+        cpu: list[float] = []
         for _ in range(max(1, args.repeats)):
+            c0 = time.process_time()
             a = time.perf_counter()
             volume = load_volume(tmp / "series")
             b = time.perf_counter()
@@ -97,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
             c = time.perf_counter()
             maps = model.explain_slices(volume, result.top_slices[:args.top], "cam")
             d = time.perf_counter()
+            cpu.append(time.process_time() - c0)
             assert maps.shape == (min(args.top, len(result.top_slices)), *volume.array.shape[1:])
             assert np.isfinite(maps).all()
             for key, v in (("load", b - a), ("screen", c - b), ("cam", d - c), ("total", d - a),
@@ -107,6 +110,10 @@ def main(argv: list[str] | None = None) -> int:
         doc["stages_s"] = {k: {"min": round(min(v), 3), "median": round(statistics.median(v), 3)}
                            for k, v in stages.items()}
         doc["ms_per_slice_inference_min"] = round(1000 * min(stages["screen_inference"]) / args.slices, 2)
+        # When other jobs hold the cores, wall time says little; the pipeline's CPU seconds bound what it would
+        # take on an idle machine: between cpu / threads (all parallel) and cpu (all single-threaded).
+        doc["total_cpu_s_min"] = round(min(cpu), 3)
+        doc["idle_estimate_s"] = [round(min(cpu) / args.threads, 3), round(min(cpu), 3)]
         doc["met_min"] = min(stages["total"]) <= TARGET_S
         doc["met_median"] = statistics.median(stages["total"]) <= TARGET_S
     try:
