@@ -303,13 +303,39 @@ def _sitk_frame(h: DicomHeader) -> np.ndarray:
     return arr
 
 
+def _sitk_chunk(hs: list[DicomHeader], dst: np.ndarray | None = None) -> np.ndarray:
+    """HU of consecutive single-frame files via one SimpleITK ImageSeriesReader (less per-file overhead than
+    reading each file alone; every file's own rescale is applied by GDCM; float32 output so none is truncated)."""
+    import SimpleITK as sitk
+
+    reader = sitk.ImageSeriesReader()
+    reader.SetImageIO("GDCMImageIO")
+    reader.SetFileNames([str(h.path) for h in hs])
+    reader.SetOutputPixelType(sitk.sitkFloat32)
+    try:
+        img = reader.Execute()
+    except RuntimeError as exc:
+        raise UnreadableFileError(f"SimpleITK/GDCM could not decode ({str(exc).strip()[-200:]})",
+                                  hs[0].path) from exc
+    view = sitk.GetArrayViewFromImage(img)      # copied once, into ``dst``, while ``img`` is alive
+    if view.ndim == 2:
+        view = view[None]
+    if view.shape != (len(hs), hs[0].rows, hs[0].cols):
+        raise UnreadableFileError(f"Decoded block has shape {view.shape}", hs[0].path)
+    if dst is None:
+        return view.copy()
+    dst[...] = view
+    return dst
+
+
 def _sitk_ok(s: _Slice, ref: np.ndarray) -> bool:
     """Self-check on one slice: does the SimpleITK path give exactly the pydicom-path HU?"""
     try:
         mine = np.empty(ref.shape, np.float32)
         np.multiply(ref, np.float32(s.slope), out=mine, casting="unsafe")
         mine += np.float32(s.intercept)
-        return bool(np.array_equal(mine, _sitk_frame(s.hdr).astype(np.float32)))
+        return bool(np.array_equal(mine, _sitk_frame(s.hdr).astype(np.float32))
+                    and np.array_equal(mine, _sitk_chunk([s.hdr])[0]))
     except Exception:
         return False
 
@@ -421,43 +447,65 @@ def _read_pixels(slices: list[_Slice], out: np.ndarray, is_hu: bool, progress: P
         with role_lock:
             local.role = next(roles)
 
-    def job(path: Path) -> int:
+    # units of work: a chunk of consecutive SimpleITK-eligible files, or one file (all frames of a multi-frame file)
+    units: list[list[int]] = []
+    chunk: list[int] = []
+    for p, idx in by_file.items():
+        if use_sitk and _sitk_eligible(slices[idx[0]].hdr) and len(idx) == 1:
+            if chunk and idx[0] != chunk[-1] + 1:
+                units.append(chunk)
+                chunk = []
+            chunk.append(idx[0])
+            if len(chunk) >= 12:
+                units.append(chunk)
+                chunk = []
+        else:
+            units.append(idx)
+    if chunk:
+        units.append(chunk)
+
+    def put(i: int, arr: np.ndarray) -> None:
+        s = slices[i]
+        if is_hu:
+            dst = out[i]
+            np.multiply(arr, np.float32(s.slope), out=dst, casting="unsafe")
+            if s.intercept:
+                dst += np.float32(s.intercept)
+        else:
+            out[i] = arr
+
+    def job(idx: list[int]) -> int:
         if stop.is_set():
             return 0
-        idx = by_file[path]
         h = slices[idx[0]].hdr
-        if use_sitk and _sitk_eligible(h):
-            s = slices[idx[0]]
-            if direct is not None and getattr(local, "role", 0) == 0 and h.transfer_syntax == first.hdr.transfer_syntax:
-                dst = out[idx[0]]
-                np.multiply(direct(h), np.float32(s.slope), out=dst, casting="unsafe")
-                if s.intercept:
-                    dst += np.float32(s.intercept)
-            else:
-                out[idx[0]] = _sitk_frame(h)
-            return 1
+        if use_sitk and _sitk_eligible(h) and (len(idx) > 1 or by_file[h.path] == idx):
+            if direct is not None and getattr(local, "role", 0) == 0:
+                for i in idx:
+                    hi = slices[i].hdr
+                    if hi.transfer_syntax == first.hdr.transfer_syntax:
+                        put(i, direct(hi))
+                    else:
+                        out[i] = _sitk_frame(hi)
+                return len(idx)
+            try:
+                _sitk_chunk([slices[i].hdr for i in idx], out[idx[0]:idx[-1] + 1])
+            except VolumeError:
+                for i in idx:                      # find and name the bad file
+                    out[i] = _sitk_frame(slices[i].hdr)
+            return len(idx)
         if h.is_native and h.pixel_offset is not None and h.pixel_length is not None and h.frames == 1:
-            frames = None
-            raw = _native_frame(h, 0)
-        else:
-            frames = _pydicom_pixels(h)
+            put(idx[0], _native_frame(h, 0))
+            return 1
+        frames = _pydicom_pixels(h)
         for i in idx:
-            s = slices[i]
-            arr = raw if frames is None else frames[s.frame]
-            if is_hu:
-                dst = out[i]
-                np.multiply(arr, np.float32(s.slope), out=dst, casting="unsafe")
-                if s.intercept:
-                    dst += np.float32(s.intercept)
-            else:
-                out[i] = arr
+            put(i, frames[slices[i].frame])
         return len(idx)
 
     done = 0
     last = -1.0
     if progress:
         progress(0.0)
-    paths = list(by_file)
+    paths = units
     if len(paths) == 1 or _workers() == 1:
         for p in paths:
             if cancel is not None and cancel():
