@@ -34,8 +34,13 @@ class GemmPeak:
                    gflops_cpu=d.get("gflops_cpu"))
 
 
-def measure_gemm_peak(threads: int = 2, n: int = 1024, repeats: int = 12, budget_s: float = 1.5) -> GemmPeak:
-    """fp32 ``n×n @ n×n`` with ``threads`` threads; ``repeats`` timed calls (fewer if over ``budget_s``)."""
+def measure_gemm_peak(threads: int = 2, n: int | tuple[int, ...] = (1024, 2048), repeats: int = 12,
+                      budget_s: float = 1.5) -> GemmPeak:
+    """fp32 ``n×n @ n×n`` with ``threads`` threads; ``repeats`` timed calls (fewer if over ``budget_s``) per
+    size; with several sizes the best one is the peak."""
+    if not isinstance(n, int):
+        results = [measure_gemm_peak(threads, int(k), repeats, budget_s) for k in n]
+        return max(results, key=lambda g: g.gflops)
     import torch
 
     from engine.bench.timing import torch_threads

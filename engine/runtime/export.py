@@ -376,8 +376,9 @@ def cached_export(model: nn.Module, input_shape: tuple[int, ...], *, weights_sha
 
     ``weights_sha256`` is the sha of the weights file the model was loaded from (its manifest's); without it
     the sha of the in-memory state is used.  ``refresh=True`` re-exports even when a valid entry exists.
-    A new export is also timed under both ORT graph-optimisation levels; the faster one is recorded in
-    ``extra["session"]["optimization"]`` and used by :class:`Predictor` (``tune=False`` skips that).
+    A new export is also tuned on this machine (``engine.runtime.session.tune_session``: ORT graph-optimisation
+    level and batch chunk size), recorded in ``extra["session"]`` and used by :class:`Predictor`
+    (``tune=False`` skips that).
     """
     config = getattr(model, "model_config", None)
     if cam_layer is None:
@@ -391,7 +392,7 @@ def cached_export(model: nn.Module, input_shape: tuple[int, ...], *, weights_sha
     if not refresh:
         hit = _read_entry(onnx_path, meta_path, spec)
         if hit is not None:
-            if tune and "session" not in hit.extra:      # entry from before tuning existed: tune once now
+            if tune and "chunk" not in (hit.extra.get("session") or {}):   # older entry: tune once now
                 _tune_into(hit)
                 _write_json_atomic(meta_path, {**hit.to_dict(), "from_cache": False})
             return hit
@@ -415,10 +416,10 @@ def cached_export(model: nn.Module, input_shape: tuple[int, ...], *, weights_sha
 
 
 def _tune_into(result: ExportResult) -> None:
-    from engine.runtime.session import tune_optimization
+    from engine.runtime.session import tune_session
 
     try:
-        result.extra["session"] = tune_optimization(result.path, result.spec.input_shape)
+        result.extra["session"] = tune_session(result.path, result.spec.input_shape)
     except Exception as exc:  # noqa: BLE001 - tuning is an optimisation, never a failure
         result.extra["session"] = {"optimization": "all", "reason": f"tuning failed: {exc}"}
 

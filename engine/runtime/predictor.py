@@ -162,9 +162,11 @@ class Predictor:
                     elif int8 is True:
                         raise ExportError(f"no int8 model of {name!r} has passed the validation gate; run "
                                           "`lunglens-engine export --int8 --calibration DATA` first")
-                level = (export.extra.get("session") or {}).get("optimization", "all")
-                session = make_session(export.path, threads, optimization=level)
+                tuned = export.extra.get("session") or {}
+                session = make_session(export.path, threads, optimization=tuned.get("optimization", "all"))
                 predictor = build(kind, _output_dims(session, bool(cam_layer)), session=session, export=export)
+                if tuned.get("chunk"):   # run big batches in the chunk size measured fastest on this machine
+                    predictor.max_batch = max(1, min(predictor.max_batch, int(tuned["chunk"])))
                 tap.remove()
                 return predictor
             except Exception as exc:  # noqa: BLE001 - "auto" must always end with a working predictor
@@ -190,7 +192,7 @@ class Predictor:
     def predict(self, batch: np.ndarray | torch.Tensor, *, features: bool = True) -> Prediction:
         """Class probabilities (and CAM features) for a batch, N×C×H×W / N×C×D×H×W float32 (a single
         C×H×W / C×D×H×W input is accepted too and treated as N = 1).  Big batches run in chunks of
-        ``max_batch`` so memory stays bounded."""
+        ``max_batch`` (on ONNX: at most the chunk size tuned fastest at export), so memory stays bounded."""
         x = self._check(batch)
         t0 = time.perf_counter()
         logits, feats = [], []
@@ -289,6 +291,7 @@ class Predictor:
                             "max_value_diff": self.export.max_value_diff,
                             "variant": self.export.spec.variant,
                             "optimization": (self.export.extra.get("session") or {}).get("optimization", "all")}
+            info["chunk"] = self.max_batch
         return info
 
     def close(self) -> None:

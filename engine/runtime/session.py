@@ -57,34 +57,71 @@ def make_session(path: str | Path, threads: int | None = None, *, spinning: bool
                                 providers=["CPUExecutionProvider"])
 
 
-def tune_optimization(path: str | Path, input_shape: tuple[int, ...], threads: int | None = None, *,
-                      batch: int | None = None, rounds: int = 3, max_call_s: float = 2.0) -> dict[str, Any]:
-    """Pick the faster graph-optimisation level for this model on this machine: "all" (with the NCHWc layout
-    transforms) or "extended" (plain NCHW).  Which wins depends on the network: NCHWc speeds up plain
-    convolution stacks, but activations it cannot keep in that layout (ELU in P0's Fire modules, 3-D convs)
-    force reorders around every such op.  Timed alternately, best of ``rounds`` calls each, so a busy machine
-    disturbs both alike.  A model whose single call exceeds ``max_call_s`` keeps "all" (not worth the wait).
+def tune_session(path: str | Path, input_shape: tuple[int, ...], threads: int | None = None, *,
+                 rounds: int = 3, max_call_s: float = 1.0,
+                 chunks: tuple[int, ...] = (1, 2, 4, 8, 16)) -> dict[str, Any]:
+    """Measure, for this model on this machine, the two choices that change ONNX Runtime's speed most:
+
+    * the graph-optimisation level — "all" (NCHWc layout transforms) or "extended" (plain NCHW).  NCHWc speeds
+      up plain convolution stacks, but ops it cannot keep in that layout (ELU in P0's Fire modules, 3-D convs)
+      force reorders around each of them;
+    * the chunk size a large batch is split into (``Predictor`` runs batches in chunks).  On a 2-core CPU a
+      small chunk often beats batch 16 per item: the activations of one or two slices stay in cache, and
+      ORT parallelises inside each convolution anyway.
+
+    Timed alternately, best of ``rounds`` calls each (noise from other processes hits all options alike);
+    another option must be >5 % faster to replace the default ("all", the largest chunk).  Models whose single
+    item takes longer than ``max_call_s`` are not tuned (the defaults; tuning would cost minutes).
     """
     import time
 
     import numpy as np
 
-    batch = batch or (4 if len(input_shape) == 3 else 1)
-    x = np.random.default_rng(0).standard_normal((batch, *input_shape), dtype=np.float32)
+    rng = np.random.default_rng(0)
+    one = rng.standard_normal((1, *input_shape), dtype=np.float32)
     sessions = {level: make_session(path, threads, optimization=level) for level in ("all", "extended")}
-    best = {level: float("inf") for level in sessions}
-    for i in range(rounds + 1):                 # round 0 is the warm-up
+    t0 = time.perf_counter()
+    sessions["all"].run(None, {"input": one})
+    first = time.perf_counter() - t0
+    if first > max_call_s:
+        return {"optimization": "all", "chunk": None, "reason": f"not tuned: one item takes {first:.1f} s"}
+
+    def best_of(fn: Any) -> float:
+        return min(_timed(fn) for _ in range(rounds))
+
+    probe = 1 if len(input_shape) == 4 else 4
+    x = rng.standard_normal((probe, *input_shape), dtype=np.float32)
+    level_ms: dict[str, float] = {level: float("inf") for level in sessions}
+    for sess in sessions.values():
+        sess.run(None, {"input": x})                       # warm-up
+    for _ in range(rounds):
         for level, sess in sessions.items():
-            t0 = time.perf_counter()
-            sess.run(None, {"input": x})
-            dt = time.perf_counter() - t0
-            if i == 0 and dt > max_call_s:
-                return {"optimization": "all", "reason": f"not tuned: one call takes {dt:.1f} s"}
-            if i > 0:
-                best[level] = min(best[level], dt)
-    choice = min(best, key=best.get)
-    # Prefer the default unless the other level is clearly (>5 %) faster: timing noise must not flip it.
-    if choice != "all" and best[choice] > 0.95 * best["all"]:
-        choice = "all"
-    return {"optimization": choice, "batch": batch,
-            "best_ms": {k: round(v * 1e3, 3) for k, v in best.items()}}
+            level_ms[level] = min(level_ms[level], _timed(lambda: sess.run(None, {"input": x})) / probe)
+    level = "extended" if level_ms["extended"] < 0.95 * level_ms["all"] else "all"
+
+    sess = sessions[level]
+    volumetric = len(input_shape) == 4                        # C×D×H×W
+    sizes = [c for c in chunks if not volumetric or c <= 2]
+    per_item: dict[int, float] = {}
+    budget_end = time.perf_counter() + 20.0                  # never spend more than ~20 s here
+    for c in sizes:
+        if time.perf_counter() > budget_end:
+            break
+        xc = rng.standard_normal((c, *input_shape), dtype=np.float32)
+        sess.run(None, {"input": xc})
+        per_item[c] = best_of(lambda: sess.run(None, {"input": xc})) / c
+    largest = max(per_item)
+    chunk = min(per_item, key=per_item.get)
+    if per_item[chunk] > 0.95 * per_item[largest]:
+        chunk = largest
+    return {"optimization": level, "chunk": int(chunk),
+            "level_ms_per_item": {k: round(v * 1e3, 3) for k, v in level_ms.items()},
+            "chunk_ms_per_item": {str(k): round(v * 1e3, 3) for k, v in per_item.items()}}
+
+
+def _timed(fn: Any) -> float:
+    import time
+
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0

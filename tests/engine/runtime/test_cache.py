@@ -112,11 +112,13 @@ def test_export_records_a_tuned_optimisation_level(tmp_path: Path) -> None:
     model = tiny_model(seed=8)
     res = cached_export(model, (1, 32, 32), cache_dir=tmp_path)
     tuned = res.extra["session"]
-    assert tuned["optimization"] in ("all", "extended") and set(tuned["best_ms"]) == {"all", "extended"}
+    assert tuned["optimization"] in ("all", "extended") and set(tuned["level_ms_per_item"]) == {"all", "extended"}
+    assert tuned["chunk"] in (1, 2, 4, 8, 16) and set(tuned["chunk_ms_per_item"]) == {"1", "2", "4", "8", "16"}
     again = cached_export(model, (1, 32, 32), cache_dir=tmp_path)
     assert again.from_cache and again.extra["session"] == tuned              # persisted in the sidecar
-    p = Predictor.from_model(model, backend="onnx", cache_dir=tmp_path)
+    p = Predictor.from_model(model, backend="onnx", cache_dir=tmp_path, max_batch=64)
     assert p.describe()["onnx"]["optimization"] == tuned["optimization"]
+    assert p.max_batch == tuned["chunk"]
     expected = {"all": 99, "extended": 2}[tuned["optimization"]]             # ORT_ENABLE_ALL / EXTENDED
     assert int(p._session.get_session_options().graph_optimization_level) == expected
     assert "session" not in cached_export(tiny_model(seed=9), (1, 32, 32), cache_dir=tmp_path, tune=False).extra
