@@ -9,7 +9,7 @@ runs (the least disturbed by other processes), in the same benchmark run.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -40,7 +40,9 @@ def measure_gemm_peak(threads: int = 2, n: int | tuple[int, ...] = (1024, 2048),
     size; with several sizes the best one is the peak."""
     if not isinstance(n, int):
         results = [measure_gemm_peak(threads, int(k), repeats, budget_s) for k in n]
-        return max(results, key=lambda g: g.gflops)
+        best = max(results, key=lambda g: g.gflops)
+        cpu = [g.gflops_cpu for g in results if g.gflops_cpu]
+        return replace(best, gflops_cpu=max(cpu) if cpu else None)
     import torch
 
     from engine.bench.timing import torch_threads
