@@ -80,7 +80,7 @@ class ProgressBar:
         self.dirty = False
 
     def line(self, p: JobProgress) -> str:
-        filled = int(round(self.width * p.fraction))
+        filled = min(self.width, int(self.width * p.fraction))
         bar = "#" * filled + "-" * (self.width - filled)
         text = (f"[{bar}] {p.done}/{p.total} series {p.percent:3d}%  elapsed {_clock(p.elapsed_s)}  "
                 f"ETA {_clock(p.eta_s)}  flagged {p.flagged}  failed {p.failed}")

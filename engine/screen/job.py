@@ -185,7 +185,8 @@ class ScreeningJob:
                  workers: int = 1, scheduler: Any = None, backend: str = "auto", threshold: float = 0.5,
                  key_slices: int = 3, force: bool = False, retry_failed: bool = False, report: bool = True,
                  batch_size: int = 16, throttle_s: float = 0.1, hide_paths: bool = False,
-                 threads: int | None = None, argv: Sequence[str] | None = None):
+                 threads: int | None = None, scheduler_timeout_s: float = 20.0,
+                 argv: Sequence[str] | None = None):
         if isinstance(inputs, (str, Path)):
             inputs = [inputs]
         self.inputs = [Path(p) for p in inputs]
@@ -209,6 +210,7 @@ class ScreeningJob:
                                      batch_size=int(batch_size))
         self.workers = int(workers)
         self.scheduler = scheduler
+        self.scheduler_timeout_s = float(scheduler_timeout_s)
         self.force = bool(force)
         self.retry_failed = bool(retry_failed)
         self.make_report = bool(report)
@@ -444,7 +446,7 @@ class ScreeningJob:
             raise JobError("--scheduler needs dask[distributed] (pip install 'dask[distributed]')") from exc
         own = not isinstance(self.scheduler, Client)
         try:
-            client = Client(self.scheduler, timeout="20s") if own else self.scheduler
+            client = Client(self.scheduler, timeout=f"{self.scheduler_timeout_s}s") if own else self.scheduler
         except Exception as exc:  # noqa: BLE001 - OSError/TimeoutError/ValueError depending on the address
             raise JobError(f"cannot reach the Dask scheduler at {self.scheduler!r} ({exc}); start one with "
                            f"`dask scheduler` and workers with `dask worker ADDRESS`") from exc
