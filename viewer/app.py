@@ -1,6 +1,7 @@
 """``lunglens``: the desktop viewer's entry point.
 
     lunglens [PATH] [--demo] [--screenshot OUT.png] [--slice N] [--window lung|mediastinum|bone|dicom]
+             [--layout 1x1|1x3|2x2]
              [--model NAME [--explainer gradcam] [--compare NAME2] [--weights DIR] [--backend auto]]
 
 PATH is a DICOM file/folder/DICOMDIR, a NIfTI/NRRD/MHA file or PNG/JPEG slices; ``--demo`` opens the bundled
@@ -22,6 +23,7 @@ import sys
 from pathlib import Path
 
 WINDOW_CHOICES = ("lung", "mediastinum", "bone", "dicom")
+LAYOUT_CHOICES = ("1x1", "1x3", "2x2")   # viewer.model.mpr.LAYOUTS (not imported: --help stays fast)
 EXPLAINER_CHOICES = ("cam", "gradcam", "gradcampp", "layercam")
 MODEL_TIMEOUT_S = 3600.0   # --screenshot waits this long at most for screening + heatmaps
 
@@ -36,6 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--slice", type=int, metavar="N",
                         help="axial slice to show: 0-based index along the slice normal (default: middle)")
     parser.add_argument("--window", choices=WINDOW_CHOICES, help="window/level preset (default: lung)")
+    parser.add_argument("--layout", choices=LAYOUT_CHOICES,
+                        help="views: 1x1 axial (default), 1x3 axial|coronal|sagittal, 2x2 the three planes + "
+                             "the crosshair readout")
     ai = parser.add_argument_group("AI screening (research use only, not a diagnosis)")
     ai.add_argument("--model", metavar="NAME", help="screen the scan with this model and show its heatmap")
     ai.add_argument("--explainer", choices=EXPLAINER_CHOICES, help="heatmap method (default: gradcam)")
@@ -141,6 +146,8 @@ def _run_gui(path: Path | None, args: argparse.Namespace) -> int:
         dispose(window)
         del window
         return 2
+    if args.layout:
+        window.mpr.set_layout(args.layout)   # MPR panes (issue 10)
     window.show()
     if args.model:
         window.ai.request_autorun(args.model, explainer=args.explainer, compare=args.compare,
@@ -188,6 +195,8 @@ def _render_and_exit(path: Path | None, out: Path, args: argparse.Namespace, *,
         if volume is not None:
             window.show_discovery(found, str(path))
             window.show_volume(volume, chosen, slice_index=args.slice, window=args.window)
+            if args.layout:
+                window.mpr.set_layout(args.layout)   # MPR panes (issue 10)
             if args.window and volume.is_hu and window.state.window_preset != args.window:
                 print(f"lunglens: this series has no {args.window!r} window; showing {window.state.window}",
                       file=sys.stderr)

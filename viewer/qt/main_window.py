@@ -93,6 +93,9 @@ class MainWindow(QMainWindow):
         # AI workflow (issue 5): model dock, score strip, heatmaps, look inside, compare, export
         from viewer.qt.ai_workflow import AIWorkflow
         self.ai = AIWorkflow(self)
+        # MPR layouts (issue 10): axial/coronal/sagittal panes with a linked crosshair, View ▸ Layout
+        from viewer.qt.layout import MprLayout
+        self.mpr = MprLayout(self)
         self.state.events.volume.connect(self._on_volume)
         self.state.events.window.connect(self._on_window)
         self.state.events.cursor.connect(self._on_cursor)
@@ -336,6 +339,7 @@ class MainWindow(QMainWindow):
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
         self.hide()                          # disappear at once, even if a job needs a moment to stop
         self.ai.shutdown()                   # compare windows, dialogs and model jobs first
+        self.mpr.shutdown()                  # coronal/sagittal views and crosshairs (issue 10)
         self.shutdown_jobs()
         for worker in self._jobs:            # results arriving after close must not touch dead widgets
             for signal in (worker.result, worker.error, worker.progress, worker.cancelled, worker.finished):

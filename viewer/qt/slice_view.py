@@ -20,6 +20,7 @@ from PySide6.QtCore import QPoint, QPointF, QRectF, Qt
 from PySide6.QtGui import QKeyEvent, QTransform
 from PySide6.QtWidgets import QLabel, QSizePolicy, QVBoxLayout, QWidget
 
+from viewer.model.camera import Camera
 from viewer.model.events import Event
 from viewer.model.layers import HeatmapLayer, ImageLayer, Layer
 from viewer.model.slice_geometry import SliceGeometry, has_patient_geometry
@@ -55,13 +56,13 @@ class SliceViewBox(pg.ViewBox):
             return
         if ev.modifiers() & Qt.KeyboardModifier.ControlModifier:
             anchor = self.mapToView(ev.pos())
-            state.zoom_by(1.0015 ** ev.delta(), (anchor.x(), anchor.y()))
+            self._view.zoom_by(1.0015 ** ev.delta(), (anchor.x(), anchor.y()))
         else:
             self._wheel_rest += ev.delta()
             steps = int(self._wheel_rest / WHEEL_STEP)
             self._wheel_rest -= steps * WHEEL_STEP
             if steps:
-                state.scroll(steps)
+                self._view.step(steps)   # along this view's axis (the state's axial scroll for axis 0)
         ev.accept()
 
     def mouseDragEvent(self, ev, axis=None):  # noqa: N802
@@ -74,7 +75,7 @@ class SliceViewBox(pg.ViewBox):
             button = Qt.MouseButton.MiddleButton
         if button == Qt.MouseButton.LeftButton:
             before, after = self.mapToView(ev.lastPos()), self.mapToView(ev.pos())
-            state.pan_by(before.x() - after.x(), before.y() - after.y())
+            self._view.pan_by(before.x() - after.x(), before.y() - after.y())
         elif button == Qt.MouseButton.RightButton:
             dx = ev.pos().x() - ev.lastPos().x()
             dy = ev.pos().y() - ev.lastPos().y()
@@ -82,7 +83,7 @@ class SliceViewBox(pg.ViewBox):
         elif button == Qt.MouseButton.MiddleButton:
             dy = ev.pos().y() - ev.lastPos().y()
             anchor = self.mapToView(ev.buttonDownPos())
-            state.zoom_by(float(np.exp(-dy * DRAG_ZOOM_RATE)), (anchor.x(), anchor.y()))
+            self._view.zoom_by(float(np.exp(-dy * DRAG_ZOOM_RATE)), (anchor.x(), anchor.y()))
 
     def mouseClickEvent(self, ev):  # noqa: N802 - no context menu: right button is window/level
         ev.accept()
@@ -97,6 +98,10 @@ class SliceView(QWidget):
         self.axis = axis
         self._geometry: SliceGeometry | None = None
         self._items: dict[int, tuple[Layer, pg.ImageItem]] = {}   # id(layer) -> (layer, item)
+        self._own_camera = Camera()       # zoom/pan of a coronal/sagittal view (axial: the state's camera)
+        self._shown_index: int | None = None   # slice drawn now: a crosshair move elsewhere redraws nothing
+        self._mouse_inside = False        # only the view under the mouse updates the cursor readout
+        self.compact = False              # narrow MPR panes: shorter corner texts (set_compact)
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
         self.setMinimumSize(200, 200)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
@@ -144,6 +149,36 @@ class SliceView(QWidget):
 
     def step(self, steps: int) -> None:
         self.set_slice_index(self.slice_index + steps)
+
+    # --- camera: the state's (shared, synced) for the axial view; its own for coronal/sagittal (MPR) -------
+    @property
+    def camera(self) -> Camera:
+        return self.state.camera if self.axis == 0 else self._own_camera
+
+    @camera.setter
+    def camera(self, value: Camera) -> None:
+        if self.axis == 0:
+            self.state.camera = value
+        elif value != self._own_camera:
+            self._own_camera = value
+            self._apply_camera()
+            self._update_texts()
+
+    def zoom_by(self, factor: float, anchor: tuple[float, float] | None = None) -> None:
+        center = self._geometry.scene_center if self._geometry is not None else (0.0, 0.0)
+        self.camera = self.camera.zoomed(factor, anchor, center)
+
+    def pan_by(self, dx_mm: float, dy_mm: float) -> None:
+        center = self._geometry.scene_center if self._geometry is not None else (0.0, 0.0)
+        self.camera = self.camera.panned(dx_mm, dy_mm, center)
+
+    def reset_camera(self) -> None:
+        self.camera = Camera()
+
+    def set_compact(self, on: bool) -> None:
+        """Short corner texts (plane name, slice, W/L) for the narrow panes of an MPR layout."""
+        self.compact = bool(on)
+        self._update_texts()
 
     def adjust_window(self, dx_pixels: float, dy_pixels: float) -> None:
         """Right-drag window/level: right = wider, up = brighter (lower level), proportional to the width."""
@@ -195,11 +230,13 @@ class SliceView(QWidget):
 
     def leaveEvent(self, event) -> None:  # noqa: N802
         super().leaveEvent(event)
+        self._mouse_inside = False
         self.state.set_cursor(None)
 
     # --- state -> view ------------------------------------------------------------------------------------
     def _on_volume(self, _event: Event | None) -> None:
         self._geometry = self.state.slice_geometry(self.axis)
+        self._own_camera = Camera()
         self._rebuild_items()
         has_volume = self._geometry is not None
         self.empty_label.setVisible(not has_volume)
@@ -219,10 +256,11 @@ class SliceView(QWidget):
         self._apply_camera()
 
     def _on_position(self, _event: Event) -> None:
-        self._render_all()
+        if self.slice_index != self._shown_index:   # MPR: a move along another axis leaves this slice as is
+            self._render_all()
         self._update_texts()
         cursor = self.state.cursor
-        if cursor is not None:   # keep the HU readout true for the voxel now under the mouse
+        if cursor is not None and self._mouse_inside:   # keep the HU readout true for the voxel under the mouse
             voxel = list(cursor.voxel)
             voxel[self.axis] = self.slice_index
             self.state.set_cursor(tuple(voxel))  # type: ignore[arg-type]
@@ -243,8 +281,10 @@ class SliceView(QWidget):
 
     def _on_layer_changed(self, event: Event) -> None:
         layer = event.source
-        if event.type == "data" and event.value is not None and event.value != self.slice_index:
-            return   # another slice of a heatmap was filled in: nothing visible changed
+        if event.type == "data" and event.value is not None and event.value != self.slice_index \
+                and self.axis == 0:
+            return   # another axial slice of a heatmap was filled in: nothing visible changed (it crosses
+            #          every coronal/sagittal slice, so those views redraw)
         entry = self._items.get(id(layer))
         if entry is not None:
             self._render_layer(*entry)
@@ -274,6 +314,7 @@ class SliceView(QWidget):
             layer.events.connect(self._on_layer_changed)
 
     def _render_all(self) -> None:
+        self._shown_index = self.slice_index if self._geometry is not None else None
         for layer, item in self._items.values():
             self._render_layer(layer, item)
 
@@ -294,7 +335,7 @@ class SliceView(QWidget):
         g = self._geometry
         if g is None:
             return
-        camera = self.state.camera
+        camera = self.camera
         width, height = g.scene_size
         cx, cy = camera.center if camera.center is not None else g.scene_center
         vw, vh = width / camera.zoom, height / camera.zoom
@@ -308,19 +349,21 @@ class SliceView(QWidget):
         meta = volume.meta
         title = meta.get("SeriesDescription") or (volume.source[0].name if volume.source else "")
         plane = {0: "Axial", 1: "Coronal", 2: "Sagittal"}[self.axis]
-        self.corner_labels["top_left"].setText(f"{title}\n{plane}" if title else plane)
+        compact = self.compact
+        self.corner_labels["top_left"].setText(f"{title}\n{plane}" if title and not compact else plane)
         thickness = volume.spacing[self.axis]
         lps = self.state.voxel_to_lps(self.state.position)
-        self.corner_labels["bottom_left"].setText(
-            f"Slice {self.slice_index + 1} / {n}\n{thickness:.2f} mm · position {lps[2 - self.axis]:.1f} mm")
+        where = f"{lps[2 - self.axis]:.1f} mm" if compact else \
+            f"{thickness:.2f} mm · position {lps[2 - self.axis]:.1f} mm"
+        self.corner_labels["bottom_left"].setText(f"Slice {self.slice_index + 1} / {n}\n{where}")
         window = self.state.window
         preset = self.state.window_preset
-        name = f" ({PRESET_LABELS.get(preset, preset.title())})" if preset else ""
+        name = f" ({PRESET_LABELS.get(preset, preset.title())})" if preset and not compact else ""
         values = "" if volume.is_hu else "\n8-bit image · not HU"
         if not has_patient_geometry(volume):
             values += "\norientation unknown (no geometry)"
         self.corner_labels["bottom_right"].setText(
-            f"W {window.width:.0f}  L {window.level:.0f}{name}\nZoom {self.state.camera.zoom * 100:.0f}%{values}")
+            f"W {window.width:.0f}  L {window.level:.0f}{name}\nZoom {self.camera.zoom * 100:.0f}%{values}")
         for label in self.corner_labels.values():
             label.adjustSize()
         self._place_overlays()
@@ -355,6 +398,7 @@ class SliceView(QWidget):
             return
         point = self.viewbox.mapSceneToView(scene_pos)
         pixel = self._geometry.pixel_at(point.x(), point.y())
+        self._mouse_inside = pixel is not None
         if pixel is None:
             self.state.set_cursor(None)
             return
