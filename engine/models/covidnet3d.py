@@ -13,6 +13,7 @@ ReLU6 (``feature_mix``, the CAM layer) → GAP → Dropout(0.5) → Linear (``cl
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -174,10 +175,25 @@ class CovidNet3D(nn.Module):
 
 
 def _init_weights(model: nn.Module) -> None:
-    """He (fan-out) init for convs, unit BN, uniform Linear — as the public code's ``init_model``."""
+    """He (fan-out) init for the convs that feed BN + ReLU6, unit BN — and a *variance-preserving* init
+    (std 1/√fan_in) for the calibration convs.
+
+    The calibration 1×1×1 convs have no BN and no activation after them, and a chain of skip blocks stacks up to
+    21 of them: with He init each one doubles the activations' second moment (2^21 over the net), with
+    PyTorch's default uniform init each one divides it by 3.  Either way the feature-mix BN sees activations
+    whose scale swings by orders of magnitude from one sampled path / training step to the next, its running
+    statistics never match, and eval-mode predictions collapse to one class (observed: train-mode logits
+    separated the classes while eval-mode logits were all ~+60).  Variance-preserving init keeps a skip chain
+    at unit gain."""
+    from engine.models.ops3d import Calibration
+
+    calib_convs = {id(m.conv) for m in model.modules() if isinstance(m, Calibration)}
     for m in model.modules():
         if isinstance(m, nn.Conv3d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            if id(m) in calib_convs:
+                nn.init.normal_(m.weight, 0.0, 1.0 / math.sqrt(m.in_channels))
+            else:
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
         elif isinstance(m, nn.BatchNorm3d):

@@ -121,6 +121,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tau-start", type=float, default=1.0)
     p.add_argument("--tau-end", type=float, default=1.0)
     p.add_argument("--warmup-epochs", type=int, default=0, help="weight-only epochs before α learns")
+    p.add_argument("--alpha-lr", type=float, default=3e-4,
+                   help="Adam LR of α (paper/code 3e-4 over ~100 full epochs; raise it for short searches)")
+    p.add_argument("--w-lr", type=float, default=1e-3, help="Adam LR of the supernet weights")
     p.add_argument("--eval-top-k", type=int, default=10, help="evaluation stage: candidates (0 = skip)")
     p.add_argument("--eval-epochs", type=int, default=1, help="evaluation stage: epochs per candidate")
     p.add_argument("--make-phantoms", type=int, default=0, metavar="N",
@@ -163,6 +166,7 @@ def run(args: argparse.Namespace) -> int:
                        num_classes=len(classes), epochs=args.epochs, batch_size=args.batch_size,
                        steps_per_epoch=args.steps_per_epoch, tau_schedule=args.tau_schedule,
                        tau_start=args.tau_start, tau_end=args.tau_end, warmup_epochs=args.warmup_epochs,
+                       alpha_lr=args.alpha_lr, w_lr=args.w_lr,
                        seed=args.seed, device=args.device)
     info = {"folder": str(data_dir), "split": args.split, "n": len(data), "counts": counts,
             "classes": list(classes), "preprocess": pre.to_dict()}

@@ -14,6 +14,10 @@ points on the *source voxel grid* (the heatmap goes through ``Preprocess.to_voxe
 * energy in mask — share of the min-max-normalised map's mass on lesion voxels (of the lung when a lung
   mask is given), with the lesion's share of the lung as the chance level;
 * lesion-vs-lung AUC — how well map values separate lesion voxels from the other lung voxels.
+
+Deviation from the recipe, on purpose: before each validation the BatchNorm statistics are re-estimated on
+training batches with the current weights ("precise BN", ``bn_recalibration_batches``), because momentum
+running averages lag behind on small 3-D batches (eval predictions collapsed to one class without it).
 """
 
 from __future__ import annotations
@@ -53,6 +57,7 @@ class Train3DConfig:
     seed: int = 0
     device: str = "cpu"
     checkpoint_every: int = 0         # steps; 0 = only at epoch ends
+    bn_recalibration_batches: int = 8  # "precise BN" before each validation (0 = plain running averages)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -161,6 +166,8 @@ def fit3d(model: nn.Module, train: Any, val: Any | None, cfg: Train3DConfig, out
                              "step": step, "steps": steps, "loss": loss.item(), "elapsed_s": time.time() - t0})
             if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < steps:
                 checkpoint()
+        if cfg.bn_recalibration_batches:
+            recalibrate_bn(model, train, order[: cfg.bn_recalibration_batches * bs], bs, epoch, cfg.device)
         record: dict[str, Any] = {"epoch": epoch + 1, "lr": cfg.lr_at(epoch),
                                   "train_loss": running["loss"] / max(running["n"], 1),
                                   "train_acc": running["correct"] / max(running["n"], 1)}
@@ -190,6 +197,34 @@ def fit3d(model: nn.Module, train: Any, val: Any | None, cfg: Train3DConfig, out
         _load_weights_file(out / BEST, model)
     best = next((r for r in history if r["epoch"] == best_epoch), history[-1] if history else {})
     return {"history": history, "best_epoch": best_epoch, "best": best, "seconds": time.time() - t0}
+
+
+@torch.no_grad()
+def recalibrate_bn(model: nn.Module, data: Any, indices: Sequence[int], batch_size: int, epoch: int = 0,
+                   device: str | torch.device = "cpu") -> None:
+    """Re-estimate every BatchNorm's running statistics as the plain average over ``indices`` (training-mode
+    sampling, current weights): "precise BN".  Running averages with momentum 0.1 lag behind fast-moving
+    weights on small 3-D batches, which made eval-mode predictions collapse early in training."""
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not bns or len(indices) < 2:
+        return
+    momenta = [m.momentum for m in bns]
+    was_training = model.training
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None
+    model.train()
+    try:
+        for s in range(0, len(indices), batch_size):
+            chunk = list(indices[s:s + batch_size])
+            if len(chunk) < 2:
+                break
+            x, _ = data.batch(chunk, epoch, train=True)
+            model(x.to(device))
+    finally:
+        for m, mom in zip(bns, momenta):
+            m.momentum = mom
+        model.train(was_training)
 
 
 def _save_weights_file(path: Path, model: nn.Module, meta: dict[str, Any]) -> None:
@@ -323,4 +358,4 @@ def localise3d(model: nn.Module, data: Any, indices: Sequence[int] | None = None
 
 
 __all__ = ["Train3DConfig", "TrainingCancelled", "fit3d", "predict3d", "evaluate3d", "localise3d",
-           "localisation_scores"]
+           "localisation_scores", "recalibrate_bn"]
