@@ -259,14 +259,17 @@ class BenchReport:
 
         return make_figures(self)
 
-    def plot(self, out_dir: str | Path, *, dpi: int = 120) -> list[Path]:
-        """Write every figure as ``<out_dir>/<name>.png``; returns the paths."""
+    def plot(self, out_dir: str | Path, *, dpi: int = 120, only: Iterable[str] | None = None) -> list[Path]:
+        """Write every figure (or those named in ``only``) as ``<out_dir>/<name>.png``; returns the paths."""
         from matplotlib.backends.backend_agg import FigureCanvasAgg
 
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         paths = []
+        wanted = None if only is None else set(only)
         for name, fig in self.figures().items():
+            if wanted is not None and name not in wanted:
+                continue
             FigureCanvasAgg(fig)
             path = out / f"{name}.png"
             fig.savefig(path, dpi=dpi)

@@ -183,7 +183,8 @@ def run_benchmark(models: Sequence[str] | None = None, *, backends: Sequence[str
                   batch_sizes: Sequence[int] = (1, 16), threads: int | None = 2, include_giant: bool = False,
                   input_size: str = "native", weights: str = "auto", in_chans: int | None = None,
                   num_classes: int | None = None, warmup: int = 2, min_repeats: int = 5, max_repeats: int = 30,
-                  budget_s: float = 2.0, measure_gemm: bool = True, cache_dir: str | None = None,
+                  budget_s: float = 2.0, measure_gemm: bool = True, gemm_sizes: Sequence[int] = (1024, 2048),
+                  cache_dir: str | None = None,
                   progress: ProgressFn | None = None, on_row: Callable[[BenchRow], None] | None = None,
                   cancel: Any = None) -> BenchReport:
     """Benchmark registered models; see the module docstring.
@@ -230,7 +231,7 @@ def run_benchmark(models: Sequence[str] | None = None, *, backends: Sequence[str
     try:
         if measure_gemm:
             step(f"measuring fp32 GEMM peak ({threads} threads)")
-            report.gemm = measure_gemm_peak(threads=threads)
+            report.gemm = measure_gemm_peak(threads=threads, n=tuple(int(n) for n in gemm_sizes))
             done += 1
         for name in names:
             config = model_config(name)

@@ -111,10 +111,12 @@ def ref_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("bench")
 
 
-def test_run_benchmark_end_to_end(tiny_registry: None, tmp_path: Path) -> None:
+def test_run_benchmark_end_to_end(tiny_registry: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LUNGLENS_ONNX_EXPORTER", "torchscript")   # the broken model: one failed export, not two
     seen, rows_seen = [], []
     report = run_benchmark(["tiny2d", "tiny3d", "tinybroken"], threads=1, cache_dir=str(tmp_path / "c"),
-                           progress=lambda d, t, m: seen.append((d, t, m)), on_row=rows_seen.append, **FAST)
+                           gemm_sizes=(256,), progress=lambda d, t, m: seen.append((d, t, m)),
+                           on_row=rows_seen.append, **FAST)
     assert not report.cancelled and report.gemm is not None and report.gemm.gflops > 0
     assert [(r.model, r.backend) for r in report.rows] == [
         ("tiny2d", "onnx"), ("tiny2d", "torch"), ("tiny3d", "onnx"), ("tiny3d", "torch"),
@@ -153,11 +155,21 @@ def test_run_benchmark_end_to_end(tiny_registry: None, tmp_path: Path) -> None:
     header = lines[0].split(",")
     assert len(lines) == 7 and "b4_ms_per_item" in header and "b1_gemm_fraction" in header
     assert "tiny2d" in report.summary() and "GEMM peak" in report.summary()
-    files = report.save(tmp_path / "out", dpi=40)
-    for name in ("json", "csv", "references_csv", "latency_vs_macs", "accuracy_vs_macs", "latency_bars",
-                 "params_bars", "gemm_fraction_bars"):
+    files = report.save(tmp_path / "out", plots=False)
+    for name in ("json", "csv", "references_csv"):
         assert files[name].is_file() and files[name].stat().st_size > 500, name
-    assert files["latency_bars"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert BenchReport.from_json(files["json"]).to_dict() == again.to_dict()
+
+    figs = report.figures()
+    assert set(figs) == {"latency_vs_macs", "accuracy_vs_macs", "latency_bars", "params_bars",
+                         "gemm_fraction_bars"}
+    scatter = figs["latency_vs_macs"].axes[0]
+    assert len(scatter.collections) == 2                      # one point set per back-end
+    assert sorted(len(c.get_offsets()) for c in scatter.collections) == [2, 2]   # tiny2d + tiny3d each
+    bars = figs["latency_bars"].axes
+    assert len(bars) == 2                                     # one panel per batch size
+    (png,) = report.plot(tmp_path / "png", dpi=30, only=["gemm_fraction_bars"])
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_cancel_returns_a_partial_report(tiny_registry: None, tmp_path: Path) -> None:
