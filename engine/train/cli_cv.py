@@ -16,7 +16,12 @@ import sys
 import time
 from pathlib import Path
 
-from engine.train.cli_train import add_common_data_arguments, add_train_arguments, config_overrides
+from engine.train.cli_train import (
+    add_common_data_arguments,
+    add_train_arguments,
+    config_overrides,
+    preprocess_overrides,
+)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -41,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     set_threads(args.threads)
     out = args.out or Path("runs") / f"cv-{args.model}-{time.strftime('%Y%m%d-%H%M%S')}"
     try:
-        pre = make_preprocess(args.model, args.input_size)
+        pre = make_preprocess(args.model, args.input_size, **preprocess_overrides(args))
         ds = ManifestDataset.from_folder(args.data, classes=args.classes)
         data = load_tensors(ds, pre, cache=not args.no_cache, progress=args.progress)
         overrides = config_overrides(args)

@@ -17,7 +17,12 @@ import sys
 import time
 from pathlib import Path
 
-from engine.train.cli_train import add_common_data_arguments, add_train_arguments, config_overrides
+from engine.train.cli_train import (
+    add_common_data_arguments,
+    add_train_arguments,
+    config_overrides,
+    preprocess_overrides,
+)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -43,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     set_threads(args.threads)
     out = args.out or Path("runs") / f"hpo-{args.model}"
     try:
-        pre = make_preprocess(args.model, args.input_size)
+        pre = make_preprocess(args.model, args.input_size, **preprocess_overrides(args))
         plan = prepare_data(args.data, pre, val=args.val, classes=args.classes, seed=args.seed,
                             cache=not args.no_cache)
         if plan.val is None:

@@ -29,6 +29,10 @@ def add_common_data_arguments(p: argparse.ArgumentParser) -> None:
                    help="comma-separated class list (default NonCOVID,COVID; must contain COVID)")
     p.add_argument("--input-size", type=int, default=None,
                    help="square input size (default: the model's native size); stored with the weights")
+    p.add_argument("--intensity", choices=("window", "equalize"), default=None,
+                   help="grey-level handling after windowing (default window; equalize = histogram equalisation)")
+    p.add_argument("--lung-crop", action="store_true", help="crop HU inputs to the lung field (recorded)")
+    p.add_argument("--crop-margin", type=float, default=None, help="margin around the lung box (fraction)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--no-cache", action="store_true", help="do not cache preprocessed images")
 
@@ -49,7 +53,19 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--select", choices=("accuracy", "auc", "loss", "last"), help="model selection on validation")
     p.add_argument("--early-stop", type=int, help="stop after N epochs without improvement")
     p.add_argument("--max-minutes", type=float, help="wall-time budget; stops after the epoch crossing it")
+    p.add_argument("--ema", type=float, help="EMA decay of the weights per step (0 = off)")
     p.add_argument("--seed", type=int, default=0)
+
+
+def preprocess_overrides(args: argparse.Namespace) -> dict:
+    out = {}
+    if getattr(args, "intensity", None):
+        out["intensity"] = args.intensity
+    if getattr(args, "lung_crop", False):
+        out["lung_crop"] = True
+    if getattr(args, "crop_margin", None) is not None:
+        out["crop_margin"] = float(args.crop_margin)
+    return out
 
 
 def config_overrides(args: argparse.Namespace) -> dict:
@@ -57,7 +73,7 @@ def config_overrides(args: argparse.Namespace) -> dict:
             "momentum": args.momentum, "weight_decay": args.weight_decay, "schedule": args.schedule,
             "label_smoothing": args.label_smoothing, "augment": args.augment, "sampler": args.sampler,
             "select": args.select, "early_stop": args.early_stop, "max_minutes": args.max_minutes,
-            "seed": args.seed}
+            "ema": args.ema, "seed": args.seed}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -82,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
     set_threads(args.threads)
     out = args.out or Path("runs") / f"{args.model}-{time.strftime('%Y%m%d-%H%M%S')}"
     try:
-        pre = make_preprocess(args.model, args.input_size)
+        pre = make_preprocess(args.model, args.input_size, **preprocess_overrides(args))
         plan = prepare_data(args.data, pre, val=args.val, classes=args.classes, extra=args.extra_data,
                             seed=args.seed, cache=not args.no_cache, progress=not args.no_progress)
         cfg, recipe_info = build_config(args.recipe, plan.train.classes, **config_overrides(args))

@@ -107,3 +107,33 @@ def test_cv_and_hpo_commands(tiny_model: str, synth_data: Path, tmp_path: Path,
     h = _last_json(capsys.readouterr().out)
     assert h["n_trials"] == 2 and (tmp_path / "hpo" / "study.db").is_file() and (tmp_path / "hpo" / "hpo.png").is_file()
     assert h["recipe"]["recipe"] == "polsinelli"
+
+
+def test_three_class_training_and_evaluation(tiny_model: str, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    import csv
+
+    root = write_dataset(tmp_path / "three", n_per_class=12)
+    rows = list(csv.DictReader(open(root / "manifest.csv")))
+    for r in rows:   # NonCOVID patients with an even number become 'Pneumonia'
+        if r["label"].lower() == "noncovid" and int(r["patient_id"].split("-p")[1]) % 2 == 0:
+            r["label"] = "pneumonia"
+        elif r["label"].lower() == "noncovid":
+            r["label"] = "Normal"
+    with open(root / "manifest.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    out = tmp_path / "run3"
+    rc = main(["train", "--model", tiny_model, "--data", str(root), "--classes", "COVID,Normal,Pneumonia",
+               "--epochs", "1", "--batch-size", "8", "--input-size", "32", "--out", str(out), "--no-progress",
+               "--recipe", "wang"])
+    assert rc == 0
+    capsys.readouterr()
+    rc = main(["evaluate", "--model", tiny_model, "--weights", str(out / "weights"), "--data", str(root), "--json"])
+    assert rc == 0
+    res = _last_json(capsys.readouterr().out)
+    assert res["classes"] == ["COVID", "Normal", "Pneumonia"] and len(res["confusion_matrix"]) == 3
+    assert set(res["per_class"]) == {"COVID", "Normal", "Pneumonia"}
+    assert {"sensitivity", "ppv"} <= set(res["per_class"]["Pneumonia"])
+    manifest = json.loads((out / "weights" / "manifest.json").read_text())
+    assert manifest["positive_class"] == "COVID" and manifest["create_kwargs"]["num_classes"] == 3
