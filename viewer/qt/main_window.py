@@ -96,6 +96,9 @@ class MainWindow(QMainWindow):
         # MPR layouts (issue 10): axial/coronal/sagittal panes with a linked crosshair, View ▸ Layout
         from viewer.qt.layout import MprLayout
         self.mpr = MprLayout(self)
+        # PACS (issue 10): File ▸ Query/Retrieve from PACS…, AI ▸ Send heatmap to PACS…
+        from viewer.qt.pacs_dialog import PacsActions
+        self.pacs = PacsActions(self)
         self.state.events.volume.connect(self._on_volume)
         self.state.events.window.connect(self._on_window)
         self.state.events.cursor.connect(self._on_cursor)
@@ -340,6 +343,7 @@ class MainWindow(QMainWindow):
         self.hide()                          # disappear at once, even if a job needs a moment to stop
         self.ai.shutdown()                   # compare windows, dialogs and model jobs first
         self.mpr.shutdown()                  # coronal/sagittal views and crosshairs (issue 10)
+        self.pacs.shutdown()                 # the PACS browser's searches (a running retrieve is a job below)
         self.shutdown_jobs()
         for worker in self._jobs:            # results arriving after close must not touch dead widgets
             for signal in (worker.result, worker.error, worker.progress, worker.cancelled, worker.finished):
