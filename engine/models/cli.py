@@ -121,22 +121,24 @@ def create_model_cpu(name: str, in_chans: int, num_classes: int) -> torch.nn.Mod
 
 
 def _table(rows: list[dict[str, Any]]) -> str:
-    head = ("model", "paper", "input", "params", "Keras-style", "GMACs", "CAM", "weights")
+    head = ("model", "paper", "input", "params", "Keras-style", "spec", "GMACs", "CAM", "weights")
     lines = []
     for r in rows:
         size = "×".join(str(s) for s in [r["in_chans"], *r["input_size"]])
         gm = "-" if r["gmacs"] is None else f"{r['gmacs']:.3f}"
         lines.append((r["name"] + (" *" if r["giant"] else ""), r["paper"], f"{size} →{r['num_classes']}",
-                      f"{r['params']:,}", f"{r['params_keras']:,}", gm, r["cam_kind"],
+                      f"{r['params']:,}", f"{r['params_keras']:,}",
+                      {True: "=", False: "≠", None: ""}[r["matches_spec"]], gm, r["cam_kind"],
                       "yes" if r.get("weights") else ""))
     widths = [max(len(h), *(len(l[i]) for l in lines)) if lines else len(h) for i, h in enumerate(head)]
-    right = {3, 4, 5}
+    right = {3, 4, 6}
     fmt = lambda cells: "  ".join(c.rjust(w) if i in right else c.ljust(w)  # noqa: E731
                                   for i, (c, w) in enumerate(zip(cells, widths)))
     out = [fmt(head), fmt(tuple("-" * w for w in widths))] + [fmt(l) for l in lines]
     out.append("")
     out.append("params = trainable at the paper's input channels / classes; Keras-style adds BatchNorm moving "
-               "statistics; GMACs at the native input (batch 1); * = giant (skipped by the default smoke run).")
+               "statistics; spec = / ≠: trainable count equals / differs from the spec's reproduced value (blank: none); "
+               "GMACs at the native input (batch 1); * = giant (skipped by the default smoke run).")
     return "\n".join(out)
 
 
