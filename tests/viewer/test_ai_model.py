@@ -126,3 +126,31 @@ def test_manifest_is_what_the_catalog_reads(weights) -> None:
     manifest = json.loads((weights["root"] / PROBE_3D / "manifest.json").read_text())
     entry = ModelCatalog(roots=[weights["root"]]).get(PROBE_3D)
     assert entry.sha256 == manifest["sha256"] and entry.input_size == (8, 40, 48)
+
+
+def test_viewer_explainers_are_the_engines() -> None:
+    from engine.screen.pipeline import EXPLAINERS as ENGINE_EXPLAINERS
+    from viewer.model.ai import EXPLAINER_LABELS, EXPLAINERS
+
+    assert EXPLAINERS == ENGINE_EXPLAINERS and tuple(EXPLAINER_LABELS) == EXPLAINERS
+
+
+@pytest.mark.slow
+def test_first_use_onnx_export_runs_in_a_helper_process(tmp_path, monkeypatch) -> None:
+    """The export (which holds the GIL for long stretches) happens in another process; this one then finds it."""
+    from engine.models import create_model
+    from engine.preprocess import Preprocess
+    from engine.weights import save_weights
+    from viewer.workers.ai_jobs import export_in_helper_process, load_model, onnx_export_cached
+
+    monkeypatch.setenv("LUNGLENS_CACHE_DIR", str(tmp_path / "cache"))
+    name = "lightsqueeze_plain"
+    save_weights(create_model(name, num_classes=2, in_chans=1), tmp_path / "w" / name, model_name=name,
+                 create_kwargs={"num_classes": 2, "in_chans": 1},
+                 preprocess=Preprocess.for_model(name, input_size=(64, 64)), classes=["NonCOVID", "COVID"])
+    entry = ModelCatalog(roots=[tmp_path / "w"]).get(name)
+    assert not onnx_export_cached(entry)
+    assert export_in_helper_process(entry, "auto")
+    assert onnx_export_cached(entry)
+    model = load_model(entry, "auto")
+    assert model.backend.startswith("onnx") and model.predictor.export.from_cache

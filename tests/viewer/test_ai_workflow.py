@@ -147,9 +147,11 @@ def test_explainers_are_cached_per_slice(qtbot, make_window, probes) -> None:
     layer = ai.heatmap_layer
     qtbot.waitUntil(lambda: layer.has_slice(z) and not ai.busy, timeout=TIMEOUT)
     gradcam = layer.slice(z).copy()
-    ai.set_explainer("gradcampp")
-    assert layer.info["explainer"] == "gradcampp"
-    qtbot.waitUntil(lambda: layer.has_slice(z) and not ai.busy, timeout=TIMEOUT)
+    ai.set_explainer("gradcampp")            # the layer keeps showing (and naming) Grad-CAM until Grad-CAM++ comes
+    assert layer.info["explainer"] == "gradcam" or not np.array_equal(layer.slice(z), gradcam, equal_nan=True)
+    qtbot.waitUntil(lambda: layer.info["explainer"] == "gradcampp" and layer.has_slice(z) and not ai.busy,
+                    timeout=TIMEOUT)
+    assert not np.isfinite(layer.slice(z + 1)).any()              # a new store: only this slice is computed
     calls = LesionProbe.calls
     ai.set_explainer("gradcam")                                   # back: from the cache, no new job
     assert not ai.busy and LesionProbe.calls == calls
@@ -163,9 +165,11 @@ def test_heatmap_controls_drive_the_layer(qtbot, make_window, probes) -> None:
     window = _ai_window(make_window, probes)
     ai = window.ai
     ai.show_heatmap(True)                                         # before screening: the map still comes
-    layer = ai.heatmap_layer
-    qtbot.waitUntil(lambda: layer.has_slice(window.state.slice_index) and not ai.busy, timeout=TIMEOUT)
     controls = ai.controls
+    assert controls.show_box.isChecked()                          # asked for, while the first map is computed
+    qtbot.waitUntil(lambda: ai.heatmap_layer is not None and not ai.busy, timeout=TIMEOUT)
+    layer = ai.heatmap_layer
+    assert layer.has_slice(window.state.slice_index) and controls.layer is layer
     controls.opacity.setValue(80)
     controls.threshold.setValue(50)
     controls.colormap.setCurrentText("viridis")

@@ -24,8 +24,9 @@ from typing import Any
 
 import numpy as np
 
-from engine.screen.pipeline import EXPLAINERS
-
+# The explainers of engine.screen.pipeline (EXPLAINERS there), repeated so that importing the viewer does not
+# import torch: the window opens first, the engine warms up in the background (a test checks they agree).
+EXPLAINERS = ("cam", "gradcam", "gradcampp", "layercam")
 EXPLAINER_LABELS = {"cam": "CAM", "gradcam": "Grad-CAM", "gradcampp": "Grad-CAM++", "layercam": "Layer-CAM"}
 DEFAULT_EXPLAINER = "gradcam"
 RESEARCH_LABEL = "Research use only — not a diagnosis"
@@ -271,11 +272,26 @@ class HeatmapCache:
         self._complete: set[str] = set()
 
     def array(self, method: str) -> np.ndarray:
-        """The (z, y, x) array of ``method`` (created all-NaN on first use)."""
+        """The (z, y, x) array of ``method`` (created all-NaN on first use; GUIs should :meth:`adopt` one made
+        in a worker instead: a full-volume allocation is hundreds of MB)."""
         method = explainer_name(method)
         if method not in self._maps:
             self._maps[method] = np.full(self.shape, np.nan, dtype=np.float32)
         return self._maps[method]
+
+    def exists(self, method: str) -> bool:
+        return explainer_name(method) in self._maps
+
+    def adopt(self, method: str, array: np.ndarray, *, complete: bool = False) -> np.ndarray:
+        """Use ``array`` ((z, y, x) float32, NaN = not computed) as the store of ``method`` (no copy)."""
+        method = explainer_name(method)
+        array = np.asarray(array, dtype=np.float32)
+        if array.shape != self.shape:
+            raise ValueError(f"heatmap array {array.shape} does not fit the volume {self.shape}")
+        self._maps[method] = array
+        if complete:
+            self._complete.add(method)
+        return array
 
     def has(self, method: str, z: int | None = None) -> bool:
         """Computed for slice ``z`` (2-D) / the volume (3-D, or ``z`` None)?"""

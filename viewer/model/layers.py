@@ -186,12 +186,16 @@ class HeatmapLayer(Layer):
         values = self.slice(index, axis)
         lo, hi = self._scale
         n = len(lut)
-        norm = np.clip((np.nan_to_num(values, nan=lo) - lo) / (hi - lo), 0.0, 1.0)
         rgba = np.zeros(values.shape + (4,), dtype=np.uint8)
-        colours = np.asarray(lut, dtype=np.uint8)[np.minimum((norm * n).astype(np.int64), n - 1)]
-        rgba[..., :3] = colours[..., :3]
-        shown = np.isfinite(values) & ((np.abs(values) if self.signed else values) >= self._threshold)
-        rgba[..., 3] = np.where(shown, round(255 * self.opacity), 0).astype(np.uint8)
+        with np.errstate(invalid="ignore"):        # NaN compares False: not computed = not shown
+            shown = (np.abs(values) if self.signed else values) >= self._threshold
+        if not shown.any():                        # e.g. a slice not computed yet: nothing to colour
+            return rgba
+        # colour only the shown pixels (often a small part of the slice): the GUI thread draws this per slice
+        picked = values[shown].astype(np.float32, copy=False)
+        level = np.clip((picked - np.float32(lo)) * np.float32(n / (hi - lo)), 0, n - 1).astype(np.intp)
+        rgba[shown, :3] = np.asarray(lut, dtype=np.uint8)[level, :3]
+        rgba[shown, 3] = round(255 * self.opacity)
         return rgba
 
 

@@ -45,7 +45,8 @@ from viewer.qt.look_inside import LookInsideDialog
 from viewer.qt.model_panel import ModelPanel
 from viewer.qt.model_session import JobRunner, ModelSession
 from viewer.qt.score_strip import ScoreStrip
-from viewer.workers.worker import ProgressReport
+from viewer.workers.ai_jobs import warm_up_job
+from viewer.workers.worker import ProgressReport, Worker
 
 if TYPE_CHECKING:  # pragma: no cover
     from viewer.qt.main_window import MainWindow
@@ -122,7 +123,26 @@ class AIWorkflow(QObject):
         self.controls.show_requested.connect(self.show_heatmap)
         self.state.events.volume.connect(self._on_volume)
         panel.set_explainer(DEFAULT_EXPLAINER)
-        self.refresh_models()
+        self._models_listed = False
+        self._warm_up()
+
+    def _warm_up(self) -> None:
+        """Import the engine and list the models in a worker: the window does not wait for torch."""
+        self.panel.set_searching()
+        catalog = self.catalog
+        worker = Worker(warm_up_job, catalog, name="ai-warm-up")
+        worker.result.connect(lambda found, c=catalog: self._on_warmed_up(c, found))
+        self.runner.run(worker, "Preparing the AI engine …", visible=False, error_title="Cannot list the models")
+
+    def _on_warmed_up(self, catalog: ModelCatalog, found) -> None:
+        if self._closed or catalog is not self.catalog or self._models_listed:
+            return      # the catalogue was replaced or listed explicitly meanwhile
+        entries, problems = found
+        self.panel.set_entries(entries, problems)
+        self._models_listed = True
+        self._update_actions()
+        if self.state.volume is not None and self.session is None and self.panel.current_entry() is not None:
+            self.select_model(self.panel.current_entry().name)
 
     # --- layout ---------------------------------------------------------------------------------------
     def _insert_strip(self) -> None:
@@ -183,6 +203,7 @@ class AIWorkflow(QObject):
     # --- models ---------------------------------------------------------------------------------------
     def refresh_models(self) -> list[ModelEntry]:
         entries = self.catalog.entries()
+        self._models_listed = True
         self.panel.set_entries(entries, self.catalog.problems)
         self._update_actions()
         return entries
@@ -209,6 +230,8 @@ class AIWorkflow(QObject):
 
     def select_model(self, name: str) -> ModelSession | None:
         """Bind the chosen model to the view (its known result shown; heatmaps stay on if they were)."""
+        if not self._models_listed:
+            self.refresh_models()
         if self.panel.current_entry() is None or self.panel.current_entry().name != name:
             self.panel.select_model(name)    # emits model_changed -> back here
             return self.session
@@ -227,7 +250,7 @@ class AIWorkflow(QObject):
             self.strip.clear_scores()
             self.strip.setVisible(False)
         if was_on:
-            self.session.show_heatmaps(True)
+            self.show_heatmap(True)
         return self.session
 
     def _new_session(self, entry: ModelEntry) -> ModelSession:
@@ -285,7 +308,7 @@ class AIWorkflow(QObject):
         self._show_result(result, self.session.ran_on if self.session is not None else None)
         self.window.statusBar().showMessage(result.summary(), 15000)
         if self.session is not None:
-            self.session.show_heatmaps(True)     # the heatmap of the slice on screen follows the score
+            self.show_heatmap(True)             # the heatmap of the slice on screen follows the score
         auto = self.autorun
         if auto is not None and auto.get("model") == result.model_name:
             self.autorun = None
@@ -313,12 +336,13 @@ class AIWorkflow(QObject):
         session = self._ensure_session()
         if session is not None:
             session.show_heatmaps(on)
-        self.controls._refresh()
+        self.controls.set_requested(on)
 
     def toggle_heatmap(self) -> None:
         session = self._ensure_session()
         if session is not None:
-            self.show_heatmap(not (session.heatmaps_on and session.layer is not None and session.layer.visible))
+            shown = session.heatmaps_on and (session.layer is None or session.layer.visible)
+            self.show_heatmap(not shown)
 
     @property
     def heatmap_layer(self):
@@ -456,6 +480,8 @@ class AIWorkflow(QObject):
                         slice_index: int | None = None) -> None:
         """Once a scan is on screen: choose ``model`` (and explainer), screen, go to the most suspicious slice
         (unless ``slice_index`` was asked for), show the heatmap, and open compare mode with ``compare``."""
+        if not self._models_listed:
+            self.refresh_models()
         self.catalog.get(model)          # fail early, naming the models that exist
         for other in compare:
             self.catalog.get(other)

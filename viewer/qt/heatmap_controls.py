@@ -88,6 +88,7 @@ class HeatmapControls(QWidget):
         super().__init__(parent)
         self.state = state
         self._layer: HeatmapLayer | None = None
+        self._requested = False       # overlay asked for, first map still being computed
         self._updating = False
 
         self.show_box = QCheckBox("Show heatmap (H)", self)
@@ -164,7 +165,7 @@ class HeatmapControls(QWidget):
         try:
             for widget in (self.opacity, self.colormap, self.threshold, self.vmin, self.vmax):
                 widget.setEnabled(layer is not None)
-            self.show_box.setChecked(layer is not None and layer.visible)
+            self.show_box.setChecked(layer.visible if layer is not None else self._requested)
             if layer is not None:
                 self.opacity.setValue(round(layer.opacity * 100))
                 if self.colormap.findText(layer.colormap) < 0:
@@ -177,6 +178,11 @@ class HeatmapControls(QWidget):
             self.colour_bar.show_layer(layer)
         finally:
             self._updating = False
+
+    def set_requested(self, on: bool) -> None:
+        """The overlay was asked for (checked) or turned off, before its layer exists."""
+        self._requested = bool(on)
+        self._refresh()
 
     # --- controls -> layer ------------------------------------------------------------------------------
     def _on_show(self, on: bool) -> None:

@@ -184,6 +184,12 @@ class ModelPanel(QWidget):
         if entry is not None and entry.name != keep:
             self.model_changed.emit(entry.name)
 
+    def set_searching(self) -> None:
+        """Before the first listing: say that models are being looked for."""
+        self.model_box.setEnabled(False)
+        self.card.setHtml("<p>Looking for models with weights …</p>")
+        self._update_buttons()
+
     def current_entry(self) -> ModelEntry | None:
         index = self.model_box.currentIndex()
         return self._entries[index] if 0 <= index < len(self._entries) else None

@@ -43,21 +43,28 @@ class JobRunner(QObject):
         self._show = show
         self._owns_visible = owns_visible    # False: ``show``'s owner (the main window) cleans those up itself
         self._workers: list[Worker] = []
+        self._pending: list[Worker] = []       # started, and their outcome not yet handled on the GUI thread
         self._quiet: set[int] = set()
 
     def run(self, worker: Worker, message: str, *, visible: bool = True, error_title: str = "Model job failed") -> Worker:
         self._workers = [w for w in self._workers if not w.is_done]
         self._quiet = {id(w) for w in self._workers} & self._quiet
         self._workers.append(worker)
+        self._pending.append(worker)
+        worker.finished.connect(lambda w=worker: self._delivered(w))
         if visible and self._show is not None:
             return self._show(worker, message, error_title=error_title)
         self._quiet.add(id(worker))
         worker.error.connect(lambda exc, _text, t=error_title: self.error.emit(t, exc))
         return worker.start()
 
+    def _delivered(self, worker: Worker) -> None:
+        self._pending = [w for w in self._pending if w is not worker]
+
     @property
     def running(self) -> list[Worker]:
-        return [w for w in self._workers if not w.is_done]
+        """Jobs started whose results the GUI thread has not handled yet (so "not running" means settled)."""
+        return list(self._pending)
 
     def shutdown(self, timeout: float = 10.0) -> bool:
         """Cancel every job, wait for them, and cut their signals so late results touch nothing."""
@@ -80,6 +87,7 @@ class JobRunner(QObject):
                     except (RuntimeError, TypeError):
                         pass
         self._workers.clear()
+        self._pending.clear()
         self._quiet.clear()
         return stopped
 
@@ -138,9 +146,11 @@ class ModelSession(QObject):
         if method == self._explainer:
             return
         self._explainer = method
-        if self.layer is not None:
+        if self.layer is not None and self.cache.exists(method):
             self.layer.data = self.cache.array(method)   # the cached maps of that explainer (NaN: not yet)
             self._describe_layer()
+        # otherwise the layer switches when the first map of the new explainer arrives (its store is allocated
+        # in the worker), so what is drawn always matches the layer's label
         self.heatmap_changed.emit()
         self.request_heatmap()
 
@@ -195,8 +205,8 @@ class ModelSession(QObject):
         self._heatmaps_on = bool(on)
         if on:
             self._failed.clear()            # an explicit request retries
-        if on and self.layer is None:
-            self._make_layer()
+        if on and self.layer is None and self.cache.exists(self._explainer):
+            self._make_layer()              # else made when the first map (and its store) arrives
         if self.layer is not None:
             self.layer.visible = bool(on)
         if on:
@@ -217,7 +227,7 @@ class ModelSession(QObject):
         self._wanted = None
         what = "volume" if z is None else f"slice {z + 1}"
         worker = Worker(explain_job, self.entry, self.volume, z, method, backend=self.backend,
-                        name=f"explain-{self.name}")
+                        allocate=not self.cache.exists(method), name=f"explain-{self.name}")
         worker.result.connect(self._on_heatmap)
         worker.finished.connect(self._on_explain_finished)
         self._explain_worker = worker
@@ -230,14 +240,24 @@ class ModelSession(QObject):
     def _on_heatmap(self, outcome: HeatmapOutcome) -> None:
         if self._closed:
             return
-        if outcome.z is None:
-            self.cache.put_volume(outcome.method, outcome.values)
-            if self.layer is not None and outcome.method == self._explainer:
-                self.layer.data = self.cache.array(outcome.method)
-        else:
-            stored = self.cache.put_slice(outcome.method, outcome.z, outcome.values)
-            if self.layer is not None and outcome.method == self._explainer:
-                self.layer.set_slice(outcome.z, stored)      # same memory as the cache; announces the change
+        method = outcome.method
+        if outcome.z is None:                                     # 3-D: the whole volume, made in the worker
+            self.cache.adopt(method, outcome.values, complete=True)
+        elif not self.cache.exists(method) and outcome.volume_array is not None:
+            self.cache.adopt(method, outcome.volume_array)
+        if outcome.z is not None:
+            stored = self.cache.put_slice(method, outcome.z, outcome.values)
+        if method == self._explainer:
+            if self.layer is None:
+                if self._heatmaps_on:
+                    self._make_layer()
+            elif self.layer.data is not self.cache.array(method):
+                self.layer.data = self.cache.array(method)        # the explainer changed: swap stores
+                self._describe_layer()
+            elif outcome.z is not None:
+                self.layer.set_slice(outcome.z, stored)           # same memory as the cache; announces it
+            else:
+                self.layer.data = self.layer.data                 # 3-D: announce the new volume
         self.heatmap_changed.emit()
 
     def _on_explain_finished(self) -> None:

@@ -6,15 +6,29 @@ heatmaps that batch screening walks too -- so the viewer has no preprocessing of
 kept in a small process-wide cache (loading means reading and hashing the weights, and for the ONNX back-end
 an export the first time), keyed by weights folder, sha256 and back-end.
 
-Background work runs at a lower OS priority than the GUI thread (Linux/macOS: the worker thread's nice value is
-raised), so on a busy two-core machine the event loop still gets the CPU first while a model runs.
+Priorities: the model's *compute* threads (ONNX Runtime's pool, created with the session) run at a lower OS
+priority than the GUI (Linux/macOS nice value raised), so on a busy two-core machine the event loop still gets a
+core first.  The Python worker threads themselves keep the normal priority: they hold Python's GIL in short
+bursts, and a low-priority thread pre-empted while holding it would freeze the GUI thread waiting for it
+(priority inversion).  So only model *loading* -- where the runtime creates its threads, which inherit the
+creating thread's priority -- runs in a short-lived low-priority thread.
+
+The first use of a model's weights with the ONNX back-end needs an export (``engine.runtime``), and exporting
+holds Python's GIL for up to several hundred milliseconds at a time -- long enough to freeze the window.  So the
+export runs in a short-lived helper *process* (which only fills the on-disk export cache); this process then
+opens the cached export, which does not block.  If the helper cannot run, the export happens here as before.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 import threading
+import time
 from collections import OrderedDict
+from pathlib import Path
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,7 +38,7 @@ from engine.io.volume import Volume
 from viewer.model.ai import ModelEntry, display_map, explainer_name
 from viewer.workers.worker import JobCancelled, JobContext
 
-BACKGROUND_NICE = 10          # nice value of threads running models (0 = normal, 19 = lowest)
+BACKGROUND_NICE = 10          # nice value of model compute threads and export helpers (0 = normal, 19 = lowest)
 MODEL_CACHE_SIZE = 4          # loaded models kept (a compare session holds two or three)
 MAX_ACTIVATION_MAPS = 64      # filters shown by "look inside" (the first ones, in filter order)
 
@@ -33,12 +47,13 @@ _MODELS_LOCK = threading.Lock()
 _LOADING: dict[tuple[str, str, str], threading.Lock] = {}
 
 
-def lower_thread_priority(nice: int = BACKGROUND_NICE) -> None:
+def lower_thread_priority(nice: int | None = None) -> None:
     """Make the calling thread (and threads it starts later, e.g. a runtime's pool) yield the CPU to the GUI.
 
     Only ever lowers the priority (raising it back would need privileges); a no-op where unsupported.
     """
-    if not hasattr(os, "setpriority") or not hasattr(threading, "get_native_id"):
+    nice = BACKGROUND_NICE if nice is None else nice
+    if nice <= 0 or not hasattr(os, "setpriority") or not hasattr(threading, "get_native_id"):
         return
     try:
         tid = threading.get_native_id()
@@ -72,7 +87,7 @@ def load_model(entry: ModelEntry, backend: str = "auto") -> Any:
         with _MODELS_LOCK:
             if key in _MODELS:
                 return _MODELS[key]
-        model = ScanModel.open(entry.name, entry.folder, backend=backend)
+        model = _at_background_priority(lambda: ScanModel.open(entry.name, entry.folder, backend=backend))
         with _MODELS_LOCK:
             _MODELS[key] = model
             while len(_MODELS) > MODEL_CACHE_SIZE:
@@ -81,18 +96,125 @@ def load_model(entry: ModelEntry, backend: str = "auto") -> Any:
         return model
 
 
+def _at_background_priority(function: Any) -> Any:
+    """``function()`` in a new low-priority thread (threads it creates inherit the priority); waits, re-raises."""
+    out: dict[str, Any] = {}
+
+    def run() -> None:
+        lower_thread_priority()
+        try:
+            out["value"] = function()
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller below
+            out["error"] = exc
+
+    thread = threading.Thread(target=run, name="lunglens-model-load", daemon=True)
+    thread.start()
+    thread.join()
+    if "error" in out:
+        raise out["error"]
+    return out["value"]
+
+
 def clear_model_cache() -> None:
     with _MODELS_LOCK:
         _MODELS.clear()
 
 
+def onnx_export_cached(entry: ModelEntry) -> bool:
+    """Whether the on-disk ONNX cache holds an fp32 export of ``entry``'s weights for this engine and torch."""
+    import torch
+
+    from engine.runtime.export import default_cache_dir, engine_version
+
+    root = default_cache_dir()
+    if not root.is_dir() or not entry.sha256:
+        return False
+    for meta in root.glob("*.json"):
+        try:
+            spec = json.loads(meta.read_text(encoding="utf-8")).get("spec") or {}
+        except (OSError, ValueError):
+            continue
+        if (spec.get("weights_sha256") == entry.sha256 and spec.get("variant", "fp32") == "fp32"
+                and spec.get("engine_version") == engine_version() and spec.get("torch_version") == torch.__version__
+                and meta.with_suffix(".onnx").is_file()):
+            return True
+    return False
+
+
+# The helper process: open the model with the ONNX back-end once, which exports it into the on-disk cache.
+_EXPORT_HELPER = ("import sys, os\n"
+                  "os.nice(int(os.environ.get('LUNGLENS_HELPER_NICE', '10'))) if hasattr(os, 'nice') else None\n"
+                  "from engine.screen.pipeline import ScanModel\n"
+                  "ScanModel.open(sys.argv[1], sys.argv[2], backend=sys.argv[3])\n")
+
+
+def export_in_helper_process(entry: ModelEntry, backend: str, context: JobContext | None = None,
+                             timeout: float = 900.0) -> bool:
+    """Run the first-use ONNX export in a helper Python process (True if it finished; cancel ends it).
+
+    False where no helper can run (a frozen installer build, a sandbox): the caller then exports in-process.
+    """
+    if getattr(sys, "frozen", False) or not sys.executable:
+        return False
+    env = dict(os.environ)
+    env["LUNGLENS_HELPER_NICE"] = str(max(0, BACKGROUND_NICE))
+    root = str(Path(__file__).resolve().parents[2])           # the tree holding engine/ and viewer/
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
+    try:
+        process = subprocess.Popen([sys.executable, "-c", _EXPORT_HELPER, entry.name, str(entry.folder), backend],
+                                   env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL)
+    except OSError:
+        return False
+    deadline = time.monotonic() + timeout
+    try:
+        while process.poll() is None:
+            if context is not None and context.cancelled:
+                raise JobCancelled()
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.25)          # few wake-ups: each one takes the GIL the GUI thread may want
+        return process.returncode == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+
+
 def _loaded(context: JobContext, entry: ModelEntry, backend: str) -> Any:
-    lower_thread_priority()
     if cached_model(entry, backend) is None:
+        if backend in ("auto", "onnx") and not onnx_export_cached(entry):
+            context.progress(None, None, f"Preparing the fast back-end for {entry.name} (first use of these "
+                                         f"weights) …")
+            export_in_helper_process(entry, backend, context)
+        context.check()
         context.progress(None, None, f"Loading {entry.name} …")
     model = load_model(entry, backend)
     context.check()
     return model
+
+
+# --------------------------------------------------------------------------------------------- warm-up
+def warm_up_job(context: JobContext, catalog: Any) -> tuple[list[ModelEntry], list[str]]:
+    """Import the engine (torch, ONNX Runtime, explainers) and list the models with weights, in the background.
+
+    Importing holds the GIL in long stretches; doing it once, right after the window opened and before any model
+    runs, keeps it out of the first screening (and out of window creation).
+    """
+    import torch  # noqa: F401
+
+    import engine.screen.pipeline  # noqa: F401
+    import engine.weights  # noqa: F401
+    import engine.xai  # noqa: F401
+    try:
+        import onnxruntime  # noqa: F401
+
+        import engine.runtime  # noqa: F401
+        import engine.runtime.quantize  # noqa: F401
+    except ImportError:        # the torch back-end still works
+        pass
+    entries = catalog.entries()
+    return entries, list(catalog.problems)
 
 
 # --------------------------------------------------------------------------------------------- screening
@@ -129,11 +251,16 @@ class HeatmapOutcome:
     z: int | None             # the slice (2-D models) or None (whole volume, 3-D models)
     values: np.ndarray        # display map (see viewer.model.ai.display_map): (y, x) or (z, y, x)
     raw_max: float            # largest raw value before scaling (0: the model saw no positive evidence)
+    volume_array: np.ndarray | None = None   # a fresh all-NaN (z, y, x) array when asked for (``allocate``)
 
 
 def explain_job(context: JobContext, entry: ModelEntry, volume: Volume, z: int | None, method: str, *,
-                backend: str = "auto") -> HeatmapOutcome:
-    """One explainer map on the voxel grid: slice ``z`` for 2-D models, the whole volume for 3-D models."""
+                backend: str = "auto", allocate: bool = False) -> HeatmapOutcome:
+    """One explainer map on the voxel grid: slice ``z`` for 2-D models, the whole volume for 3-D models.
+
+    ``allocate``: also return an all-NaN volume-sized array to cache this explainer's slices in -- made here
+    because allocating and filling hundreds of MB on the GUI thread would freeze it.
+    """
     method = explainer_name(method)
     model = _loaded(context, entry, backend)
     if model.spatial_dims == 3:
@@ -143,7 +270,9 @@ def explain_job(context: JobContext, entry: ModelEntry, volume: Volume, z: int |
     else:
         raw = model.explain_slice(volume, int(z), method)
     context.check()
-    return HeatmapOutcome(entry, method, z, display_map(raw), float(np.nanmax(raw)) if np.size(raw) else 0.0)
+    array = np.full(volume.shape, np.nan, dtype=np.float32) if allocate and z is not None else None
+    return HeatmapOutcome(entry, method, z, display_map(raw), float(np.nanmax(raw)) if np.size(raw) else 0.0,
+                          array)
 
 
 # --------------------------------------------------------------------------------------------- look inside
