@@ -248,7 +248,7 @@ def _screen_for_screenshot(window, args: argparse.Namespace):
     """Screen with --model (blocking, through the same workers as the GUI), go to the most suspicious slice,
     compute the heatmap, open compare mode if asked; returns (widget to grab, summary lines) or None."""
     ai = window.ai
-    name = ai.catalog.get(args.model).name
+    name = ai.catalog.get(args.model).key
     ai.select_model(name)
     if args.explainer:
         ai.set_explainer(args.explainer)

@@ -44,10 +44,22 @@ def test_added_weights_win_and_unknown_models_are_named(weights, tmp_path) -> No
     assert [e.name for e in found] == [PROBE_2D]
     assert catalog.get(PROBE_2D).folder == weights["other"] / PROBE_2D
     assert catalog.get(PROBE_3D).folder == weights["root"] / PROBE_3D
-    with pytest.raises(KeyError, match="models with weights: lesion_probe, lesion_probe_b, lesion_probe3d"):
+    with pytest.raises(KeyError, match=r"models with weights: lesion_probe, .*lesion_probe_b, lesion_probe3d"):
         catalog.get("no_such_model")
     with pytest.raises(ValueError, match="no LungLens weights here"):
         catalog.add(tmp_path)
+
+
+def test_second_weights_of_one_network_get_their_own_key(weights) -> None:
+    catalog = ModelCatalog(roots=[weights["root"], weights["root"]])        # one folder twice: listed once
+    catalog.add(weights["other"])
+    keys = catalog.names()
+    other_key = f"{PROBE_2D}@{weights['root'].name}"
+    assert keys == [PROBE_2D, other_key, PROBE_2D_B, PROBE_3D]
+    assert catalog.get(PROBE_2D).folder == weights["other"] / PROBE_2D       # added weights take the plain name
+    second = catalog.get(other_key)
+    assert second.name == PROBE_2D and second.folder == weights["root"] / PROBE_2D
+    assert second.label.startswith(other_key)
 
 
 def test_unreadable_manifest_is_reported_not_fatal(weights, tmp_path) -> None:

@@ -348,3 +348,18 @@ def test_cli_screenshot_with_a_model_and_compare(qapp, leak_guard, probes, tmp_p
     with pytest.raises(SystemExit):
         main([str(scan), "--compare", PROBE_2D, "--screenshot", str(tmp_path / "x.png")])
     assert "--compare and --explainer need --model" in capsys.readouterr().err
+
+
+def test_compare_two_weights_of_one_network(qtbot, make_window, probes) -> None:
+    window = _ai_window(make_window, probes)
+    ai = window.ai
+    ai.add_weights(probes["slow"])                       # a second set of lesion_probe weights
+    keys = ai.catalog.names()
+    second = next(k for k in keys if k.startswith(f"{PROBE_2D}@"))
+    assert ai.panel.model_box.findData(second) >= 0
+    compare = ai.open_compare([PROBE_2D, second])
+    qtbot.waitUntil(lambda: not compare.busy and len(compare.results) == 2, timeout=TIMEOUT)
+    assert sorted(compare.results) == sorted([PROBE_2D, second])
+    assert [p.session.entry.folder for p in compare.panes] == [probes["slow"] / PROBE_2D, probes["fast"] / PROBE_2D]
+    assert compare.panes[1].model_box.currentData() == second
+    compare.close()

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +48,13 @@ class ModelEntry:
     name: str                      # registered model name (canonical)
     folder: Path                   # the weights folder (manifest.json + model.safetensors)
     manifest: dict = field(compare=False, repr=False)
+    alias: str = ""                # set when several weights of one network are listed: "name@folder"
+
+    @property
+    def key(self) -> str:
+        """What the viewer calls these weights: the model name, or ``name@folder`` for a second set of weights of
+        the same network (e.g. two trainings compared side by side)."""
+        return self.alias or self.name
 
     @property
     def spatial_dims(self) -> int:
@@ -95,7 +102,7 @@ class ModelEntry:
         params = self.parameters
         size = "" if params is None else (f" · {params / 1e6:.2f} M params" if params >= 1e5 else
                                           f" · {params:,} params")
-        return f"{self.name} · {self.spatial_dims}-D{size}"
+        return f"{self.key} · {self.spatial_dims}-D{size}"
 
     def card(self) -> dict[str, str]:
         """The model card in short: what it is, its input, parameters, data, metrics and limits (plain text)."""
@@ -147,7 +154,9 @@ def _flat_text(values: dict, limit: int = 8) -> str:
 class ModelCatalog:
     """Models that have weights.  ``roots``: folders holding ``<model_name>/manifest.json`` (default: the engine's
     weights search path, read at each :meth:`entries` call so newly shipped weights appear); :meth:`add` puts a
-    weights folder or another root in front (explicitly added weights win over shipped ones of the same model).
+    weights folder or another root in front (explicitly added weights take the plain model name).  A folder
+    reached twice is listed once; other weights of an already listed network are listed too, as ``name@folder``
+    (see :attr:`ModelEntry.key`).
     """
 
     def __init__(self, roots: Sequence[str | Path] | None = None, extra: Iterable[str | Path] = ()):
@@ -184,31 +193,47 @@ class ModelCatalog:
         return found
 
     def entries(self) -> list[ModelEntry]:
-        """Every model with weights, the first folder found per model name, sorted 2-D first, then by name."""
+        """Every set of weights, added folders first; sorted 2-D first, then by key."""
         from engine.weights import MANIFEST_NAME
 
         self.problems = []
-        chosen: dict[str, ModelEntry] = {}
+        found: list[ModelEntry] = []
         for folder in self._added:
-            scanned = self._scan_one(folder) if (folder / MANIFEST_NAME).is_file() else self._scan_root(folder)
-            for entry in scanned:
-                chosen.setdefault(entry.name, entry)
+            found += self._scan_one(folder) if (folder / MANIFEST_NAME).is_file() else self._scan_root(folder)
         for root in self.roots:
-            for entry in self._scan_root(root):
-                chosen.setdefault(entry.name, entry)
-        return sorted(chosen.values(), key=lambda e: (e.spatial_dims, e.name))
+            found += self._scan_root(root)
+        chosen: dict[str, ModelEntry] = {}
+        seen: set[Path] = set()
+        for entry in found:
+            where = entry.folder.resolve()
+            if where in seen:                      # one folder reached through two roots
+                continue
+            seen.add(where)
+            key = entry.name
+            if key in chosen:        # name@<folder>, or name@<parent> for the usual <root>/<name>/ layout
+                where = entry.folder.name if entry.folder.name != entry.name else entry.folder.parent.name
+                key = f"{entry.name}@{where}"
+                if key in chosen:
+                    key = f"{entry.name}@{entry.folder.parent.name}/{entry.folder.name}"
+                entry = replace(entry, alias=key)
+            chosen[key] = entry
+        return sorted(chosen.values(), key=lambda e: (e.spatial_dims, e.key))
 
     def names(self) -> list[str]:
-        return [e.name for e in self.entries()]
+        return [e.key for e in self.entries()]
 
     def get(self, name: str) -> ModelEntry:
-        """The entry for ``name`` (aliases accepted); KeyError listing the models that do have weights."""
+        """The entry whose key is ``name``, else the first of the model ``name`` (registry aliases accepted);
+        KeyError listing the models that do have weights."""
         entries = self.entries()
+        for entry in entries:
+            if entry.key == name:
+                return entry
         wanted = _canonical(name)
         for entry in entries:
             if entry.name in (name, wanted):
                 return entry
-        have = ", ".join(e.name for e in entries) or "none"
+        have = ", ".join(e.key for e in entries) or "none"
         where = ", ".join(str(p) for p in self._added + self.roots)
         raise KeyError(f"no weights for model {name!r} (models with weights: {have}; searched {where}). "
                        f"Train or download weights, or point --weights at a weights folder.")

@@ -142,7 +142,7 @@ class AIWorkflow(QObject):
         self._models_listed = True
         self._update_actions()
         if self.state.volume is not None and self.session is None and self.panel.current_entry() is not None:
-            self.select_model(self.panel.current_entry().name)
+            self.select_model(self.panel.current_entry().key)
 
     # --- layout ---------------------------------------------------------------------------------------
     def _insert_strip(self) -> None:
@@ -222,19 +222,22 @@ class AIWorkflow(QObject):
         except (ValueError, OSError) as exc:
             self.window._show_error("Cannot use these weights", exc, "")
             return
-        self.panel.select_model(found[0].name)
+        self.panel.select_model(found[0].key)
 
     @property
     def entry(self) -> ModelEntry | None:
         return self.panel.current_entry()
 
     def select_model(self, name: str) -> ModelSession | None:
-        """Bind the chosen model to the view (its known result shown; heatmaps stay on if they were)."""
+        """Bind the chosen model (a key of the list, or a model name) to the view (its known result shown;
+        heatmaps stay on if they were)."""
         if not self._models_listed:
             self.refresh_models()
-        if self.panel.current_entry() is None or self.panel.current_entry().name != name:
-            self.panel.select_model(name)    # emits model_changed -> back here
+        key = self.catalog.get(name).key if self.panel.model_box.findData(name) < 0 else name
+        if self.panel.current_entry() is None or self.panel.current_entry().key != key:
+            self.panel.select_model(key)     # emits model_changed -> back here
             return self.session
+        name = key
         was_on = self.session is not None and self.session.heatmaps_on
         self._drop_session()
         self._update_actions()
@@ -256,7 +259,7 @@ class AIWorkflow(QObject):
     def _new_session(self, entry: ModelEntry) -> ModelSession:
         session = ModelSession(self.state, entry, self.runner, explainer=self.panel.explainer,
                                backend=self.backend, parent=self)
-        session.screened.connect(self._on_screened)
+        session.screened.connect(lambda result, key=entry.key: self._on_screened(key, result))
         session.screening.connect(self._on_screening)
         return session
 
@@ -301,28 +304,29 @@ class AIWorkflow(QObject):
         if not self._closed:
             self.panel.show_progress(report)
 
-    def _on_screened(self, result) -> None:
+    def _on_screened(self, key: str, result) -> None:
         if self._closed:
             return
-        self.results[result.model_name] = result
+        self.results[key] = result
         self._show_result(result, self.session.ran_on if self.session is not None else None)
         self.window.statusBar().showMessage(result.summary(), 15000)
         if self.session is not None:
             self.show_heatmap(True)             # the heatmap of the slice on screen follows the score
         auto = self.autorun
-        if auto is not None and auto.get("model") == result.model_name:
+        if auto is not None and auto.get("model") == key:
             self.autorun = None
             if result.top_slices and auto.get("slice") is None:
                 self.go_to_slice(result.top_slices[0])
             if auto.get("compare"):
-                self.open_compare([result.model_name, *auto["compare"]])
+                self.open_compare([key, *auto["compare"]])
 
     def _show_result(self, result, backend: str | None) -> None:
         self.panel.show_result(result, backend)
+        key = self.session.name if self.session is not None else result.model_name
         if result.slice_scores is not None:
             self.strip.clear_scores()
-            self.strip.set_scores(result.model_name, result.slice_scores, eligible=result.lung_slices,
-                                  top=result.top_slices[:5], label=f"{result.model_name} "
+            self.strip.set_scores(key, result.slice_scores, eligible=result.lung_slices,
+                                  top=result.top_slices[:5], label=f"{key} "
                                   f"({score_text(result.probability, result.positive_class)})")
             self.strip.setVisible(True)
         else:
@@ -370,23 +374,23 @@ class AIWorkflow(QObject):
         current = self.panel.current_entry()
         if current is None or self.state.volume is None:
             return None
-        others = [e.name for e in entries if e.name != current.name]
+        others = [e.key for e in entries if e.key != current.key]
         if not others:
             QMessageBox.information(self.window, "Compare models", "Comparing needs weights for at least two "
-                                    "models; only " f"{current.name} has weights here.")
+                                    "models; only " f"{current.key} has weights here.")
             return None
-        name, ok = QInputDialog.getItem(self.window, "Compare models", f"Compare {current.name} with:", others, 0,
+        name, ok = QInputDialog.getItem(self.window, "Compare models", f"Compare {current.key} with:", others, 0,
                                         False)
         if not ok:
             return None
-        return self.open_compare([current.name, name])
+        return self.open_compare([current.key, name])
 
     def open_compare(self, models: Sequence[str], explainer: str | None = None) -> CompareWindow:
         """Open compare mode on the scan on screen, starting from this view's slice, window and zoom."""
         if self.state.volume is None:
             raise ValueError("open a scan before comparing models")
         entries = self.catalog.entries()
-        names = [self.catalog.get(m).name for m in models]     # KeyError naming what exists
+        names = [self.catalog.get(m).key for m in models]      # KeyError naming what exists
         compare = CompareWindow(self.state.volume, entries, names,
                                 explainer=explainer or self.panel.explainer, backend=self.backend,
                                 results=self.results, slice_index=self.state.slice_index,
@@ -467,7 +471,7 @@ class AIWorkflow(QObject):
         if self.card_dialog is not None:
             self.card_dialog.close()
         dialog = QDialog(self.window)
-        dialog.setWindowTitle(f"Model card — {entry.name}")
+        dialog.setWindowTitle(f"Model card — {entry.key}")
         dialog.resize(640, 720)
         text = QTextBrowser(dialog)
         text.setMarkdown(entry.card_markdown())
@@ -485,7 +489,7 @@ class AIWorkflow(QObject):
         self.catalog.get(model)          # fail early, naming the models that exist
         for other in compare:
             self.catalog.get(other)
-        self.autorun = {"model": self.catalog.get(model).name, "compare": list(compare), "slice": slice_index}
+        self.autorun = {"model": self.catalog.get(model).key, "compare": list(compare), "slice": slice_index}
         self.panel.select_model(self.autorun["model"])
         if explainer:
             self.set_explainer(explainer)

@@ -67,7 +67,7 @@ class ComparePane(QWidget):
         self.model_box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         self.model_box.setMinimumContentsLength(10)
         for entry in entries:
-            self.model_box.addItem(entry.label, entry.name)
+            self.model_box.addItem(entry.label, entry.key)
         self.model_box.activated.connect(lambda _i: self.model_chosen.emit(self, self.model_box.currentData()))
         self.explainer_box = QComboBox(self)
         self.explainer_box.setObjectName("paneExplainer")
@@ -162,7 +162,7 @@ class CompareWindow(QMainWindow):
         self.setWindowTitle("Compare models — LungLens")
         self.resize(1400, 860)
         self.volume = volume
-        self.entries = {e.name: e for e in entries}
+        self.entries = {e.key: e for e in entries}
         missing = [m for m in models if m not in self.entries]
         if missing:
             raise KeyError(f"no weights for {missing}; available: {', '.join(self.entries)}")
@@ -365,14 +365,15 @@ class CompareWindow(QMainWindow):
     def _on_screened(self, pane: ComparePane, result) -> None:
         if self._closed:
             return
-        self.results[result.model_name] = result
+        key = pane.session.name
+        self.results[key] = result
         pane.show_score()
         index = self.panes.index(pane)
         if result.slice_scores is not None:
             colour = SERIES_COLOURS[index % len(SERIES_COLOURS)]
-            self.score_strip.set_scores(f"{result.model_name}#{index}", result.slice_scores,
+            self.score_strip.set_scores(f"{key}#{index}", result.slice_scores,
                                         eligible=result.lung_slices, top=result.top_slices[:5],
-                                        label=f"{index + 1}: {result.model_name}", colour=colour)
+                                        label=f"{index + 1}: {key}", colour=colour)
 
     # --- difference -------------------------------------------------------------------------------------
     def _update_difference_title(self) -> None:

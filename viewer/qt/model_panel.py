@@ -169,20 +169,20 @@ class ModelPanel(QWidget):
 
     # --- models -----------------------------------------------------------------------------------------
     def set_entries(self, entries: Sequence[ModelEntry], problems: Sequence[str] = (), keep: str | None = None) -> None:
-        keep = keep or (self.current_entry().name if self.current_entry() is not None else None)
+        keep = keep or (self.current_entry().key if self.current_entry() is not None else None)
         self._entries = list(entries)
         self.model_box.blockSignals(True)
         self.model_box.clear()
         for entry in self._entries:
-            self.model_box.addItem(entry.label, entry.name)
+            self.model_box.addItem(entry.label, entry.key)
         index = self.model_box.findData(keep) if keep else -1
         self.model_box.setCurrentIndex(index if index >= 0 else (0 if self._entries else -1))
         self.model_box.blockSignals(False)
         self.model_box.setEnabled(bool(self._entries))
         self._show_card(problems)
         entry = self.current_entry()
-        if entry is not None and entry.name != keep:
-            self.model_changed.emit(entry.name)
+        if entry is not None and entry.key != keep:
+            self.model_changed.emit(entry.key)
 
     def set_searching(self) -> None:
         """Before the first listing: say that models are being looked for."""
@@ -194,8 +194,8 @@ class ModelPanel(QWidget):
         index = self.model_box.currentIndex()
         return self._entries[index] if 0 <= index < len(self._entries) else None
 
-    def select_model(self, name: str) -> None:
-        index = self.model_box.findData(name)
+    def select_model(self, key: str) -> None:
+        index = self.model_box.findData(key)
         if index < 0:
             raise KeyError(f"no model {name!r} in the list")
         self.model_box.setCurrentIndex(index)
@@ -204,7 +204,7 @@ class ModelPanel(QWidget):
         self._show_card()
         entry = self.current_entry()
         if entry is not None:
-            self.model_changed.emit(entry.name)
+            self.model_changed.emit(entry.key)
 
     def _show_card(self, problems: Sequence[str] = ()) -> None:
         entry = self.current_entry()

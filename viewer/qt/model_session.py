@@ -130,7 +130,8 @@ class ModelSession(QObject):
     # --- properties -------------------------------------------------------------------------------------
     @property
     def name(self) -> str:
-        return self.entry.name
+        """The weights' key (the model name, or ``name@folder`` for a second set of weights of one network)."""
+        return self.entry.key
 
     @property
     def spatial_dims(self) -> int:
@@ -289,7 +290,7 @@ class ModelSession(QObject):
         if self.layer is None:
             return
         self.layer.name = self._layer_name()
-        self.layer.info.update({"model": self.name, "explainer": self._explainer,
+        self.layer.info.update({"model": self.name, "network": self.entry.name, "explainer": self._explainer,
                                 "explainer_label": EXPLAINER_LABELS[self._explainer],
                                 "target": self.entry.positive_class, "weights_sha256": self.entry.sha256,
                                 "probability": None if self.result is None else float(self.result.probability),
