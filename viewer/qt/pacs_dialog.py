@@ -288,8 +288,8 @@ class PacsBrowser(QDialog):
         search_box = QGroupBox("Search")
         search_box.setLayout(form)
 
-        self.studies_table = _table(STUDY_COLUMNS, "studiesTable")
-        self.series_table = _table(SERIES_COLUMNS, "seriesTable")
+        self.studies_table = _table(STUDY_COLUMNS, "studiesTable", sort=(2, Qt.SortOrder.DescendingOrder))  # newest
+        self.series_table = _table(SERIES_COLUMNS, "seriesTable", sort=(0, Qt.SortOrder.AscendingOrder))
         self.series_table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         splitter = QSplitter(Qt.Orientation.Vertical)
         splitter.addWidget(self.studies_table)
@@ -713,7 +713,7 @@ def show_pacs_error(parent: QWidget, title: str, exc: BaseException, details: st
     return box
 
 
-def _table(columns: Sequence[str], name: str) -> QTableWidget:
+def _table(columns: Sequence[str], name: str, sort: tuple[int, Qt.SortOrder]) -> QTableWidget:
     table = QTableWidget(0, len(columns))
     table.setObjectName(name)
     table.setHorizontalHeaderLabels(list(columns))
@@ -725,6 +725,7 @@ def _table(columns: Sequence[str], name: str) -> QTableWidget:
     table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
     table.horizontalHeader().setStretchLastSection(True)
     table.setSortingEnabled(True)
+    table.sortByColumn(*sort)
     return table
 
 
