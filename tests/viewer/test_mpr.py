@@ -301,3 +301,27 @@ def test_lunglens_layout_screenshot(qapp, leak_guard, scan_folders, tmp_path, ca
     with pytest.raises(SystemExit):
         main([str(scan_folders["one"]), "--layout", "3x3", "--screenshot", str(out)])
     assert "invalid choice: '3x3'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("threshold, signed", [(0.95, False), (0.1, False), (0.3, True)])
+def test_heatmap_colours_are_the_same_for_sparse_and_dense_slices(threshold, signed) -> None:
+    """rgba_slice colours a dense slice (an MPR plane of a 3-D map) with a table look-up and a sparse one pixel
+    by pixel: both must give exactly the reference colours (NaN and below-threshold pixels transparent)."""
+    from viewer.model.layers import HeatmapLayer
+    rng = np.random.default_rng(3)
+    data = rng.uniform(-1 if signed else 0, 1, (6, 40, 52)).astype(np.float32)
+    data[2, :10] = np.nan
+    layer = HeatmapLayer(data, threshold=threshold, opacity=0.6, scale=(-1.0, 1.0) if signed else (0.0, 1.0),
+                         colormap="CET-D1" if signed else "magma", signed=signed)
+    lut = heatmap_lut(layer.colormap)
+    lo, hi = layer.scale
+    for axis in range(3):
+        for index in (0, 2):
+            values = layer.slice(index, axis)
+            with np.errstate(invalid="ignore"):
+                shown = (np.abs(values) if signed else values) >= threshold
+            level = np.clip((np.nan_to_num(values) - lo) * len(lut) / (hi - lo), 0, len(lut) - 1).astype(int)
+            expected = np.zeros(values.shape + (4,), np.uint8)
+            expected[shown, :3] = lut[level[shown]]
+            expected[shown, 3] = round(255 * 0.6)
+            np.testing.assert_array_equal(layer.rgba_slice(index, lut, axis), expected)
