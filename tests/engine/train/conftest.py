@@ -8,7 +8,9 @@ accidentally relies on a single file type.
 from __future__ import annotations
 
 import csv
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pytest
@@ -122,20 +124,28 @@ class TinyNet(nn.Module):
         return self.fc(self.drop(self.pool(self.features(x)).flatten(1)))
 
 
+@contextmanager
+def tiny_registered() -> Iterator[str]:
+    """Register ``TinyNet`` under a test-only name on a copy of the registry (undone on exit; re-entrant)."""
+    with pytest.MonkeyPatch.context() as mp:
+        registry._ensure_loaded()
+        mp.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+        mp.setattr(registry, "_ALIASES", dict(registry._ALIASES))
+        if TINY not in registry._REGISTRY:
+            cfg = ModelConfig(name=TINY, family="test", paper="-", input_size=(48, 48), cam_layer="features",
+                              classifier="fc", cam_kind="cam")
+
+            @registry.register_model(cfg)
+            def _tiny(num_classes: int = 2, in_chans: int = 1, **kw) -> nn.Module:
+                return TinyNet(num_classes, in_chans, **kw)
+
+        yield TINY
+
+
 @pytest.fixture
-def tiny_model(monkeypatch: pytest.MonkeyPatch) -> str:
-    """Register ``TinyNet`` under a test-only name (on a copy of the registry, undone after the test)."""
-    registry._ensure_loaded()
-    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
-    monkeypatch.setattr(registry, "_ALIASES", dict(registry._ALIASES))
-    cfg = ModelConfig(name=TINY, family="test", paper="-", input_size=(48, 48), cam_layer="features",
-                      classifier="fc", cam_kind="cam")
-
-    @registry.register_model(cfg)
-    def _tiny(num_classes: int = 2, in_chans: int = 1, **kw) -> nn.Module:
-        return TinyNet(num_classes, in_chans, **kw)
-
-    return TINY
+def tiny_model() -> Iterator[str]:
+    with tiny_registered() as name:
+        yield name
 
 
 @pytest.fixture

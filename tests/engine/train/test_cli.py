@@ -3,27 +3,39 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
 from engine.cli import main
 
-from .conftest import write_dataset
+from .conftest import tiny_registered, write_dataset
 
 
 def _last_json(out: str) -> dict:
     return json.loads(out.strip().splitlines()[-1])
 
 
-@pytest.fixture
-def trained(tiny_model: str, synth_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> tuple[Path, dict]:
-    out = tmp_path / "run"
-    rc = main(["train", "--model", tiny_model, "--data", str(synth_data), "--epochs", "2", "--batch-size", "8",
-               "--optimizer", "adam", "--lr", "0.005", "--augment", "flip", "--input-size", "40", "--out", str(out),
-               "--no-progress", "--seed", "1"])
-    assert rc == 0
-    return out, _last_json(capsys.readouterr().out)
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, dict]]:
+    """One training run shared by the tests of this module (they only read it)."""
+    import contextlib
+    import io
+
+    base = tmp_path_factory.mktemp("cli")
+    with tiny_registered() as name, pytest.MonkeyPatch.context() as mp:
+        mp.setenv("LUNGLENS_CACHE", str(base / "cache"))
+        data = write_dataset(base / "synth")
+        out = base / "run"
+        buf = io.StringIO()
+        with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(io.StringIO()):
+            rc = main(["train", "--model", name, "--data", str(data), "--epochs", "2", "--batch-size", "8",
+                       "--optimizer", "adam", "--lr", "0.005", "--augment", "flip", "--input-size", "40",
+                       "--out", str(out), "--no-progress", "--seed", "1"])
+        assert rc == 0
+        yield out, _last_json(buf.getvalue())
 
 
 def test_train_writes_run_and_weights(trained: tuple[Path, dict]) -> None:
@@ -40,11 +52,12 @@ def test_train_writes_run_and_weights(trained: tuple[Path, dict]) -> None:
     assert (out / "weights" / "MODEL_CARD.md").is_file()
 
 
-def test_evaluate_reproduces_the_recorded_validation_metrics(trained, synth_data: Path, tmp_path: Path,
+def test_evaluate_reproduces_the_recorded_validation_metrics(trained, tmp_path: Path,
                                                              capsys: pytest.CaptureFixture, tiny_model: str) -> None:
     out, summary = trained
     plots = tmp_path / "plots"
-    rc = main(["evaluate", "--model", tiny_model, "--weights", str(out / "weights"), "--data", str(synth_data),
+    data = Path(summary["data"]["data"])
+    rc = main(["evaluate", "--model", tiny_model, "--weights", str(out / "weights"), "--data", str(data),
                "--split", "val", "--json", "--plots", str(plots), "--predictions", str(tmp_path / "p.csv")])
     assert rc == 0
     res = _last_json(capsys.readouterr().out)
@@ -58,16 +71,21 @@ def test_evaluate_reproduces_the_recorded_validation_metrics(trained, synth_data
     assert len((tmp_path / "p.csv").read_text().splitlines()) == res["n"] + 1
 
 
-def test_training_resumes_with_the_same_command(trained, synth_data: Path, tiny_model: str,
+def test_training_resumes_with_the_same_command(trained, tiny_model: str, tmp_path: Path,
                                                 capsys: pytest.CaptureFixture) -> None:
-    out, first = trained
-    rc = main(["train", "--model", tiny_model, "--data", str(synth_data), "--epochs", "3", "--batch-size", "8",
+    src, first = trained
+    out = tmp_path / "run"
+    shutil.copytree(src, out)
+    # the run's config names its own data folder; resume it with more epochs on the same data
+    data = Path(first["data"]["data"])
+    rc = main(["train", "--model", tiny_model, "--data", str(data), "--epochs", "3", "--batch-size", "8",
                "--optimizer", "adam", "--lr", "0.005", "--augment", "flip", "--input-size", "40", "--out", str(out),
                "--no-progress", "--seed", "1"])
     assert rc == 0
     captured = capsys.readouterr()
     assert "resuming" in captured.err
-    assert _last_json(captured.out)["epochs_run"] == 3
+    summary = _last_json(captured.out)
+    assert summary["epochs_run"] == 3 and first["epochs_run"] == 2
 
 
 def test_errors_are_reported_not_raised(tiny_model: str, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

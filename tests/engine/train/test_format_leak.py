@@ -53,11 +53,11 @@ def _tensors(items, pre: Preprocess, reader) -> TensorData:
 
 def _held_out_accuracy(tmp_path: Path, reader) -> float:
     pre = Preprocess.for_model("lightsqueeze_proposed", input_size=(48, 48))
-    train = _tensors(_format_only_dataset(tmp_path / "train", 80, seed=1), pre, reader)
+    train = _tensors(_format_only_dataset(tmp_path / "train", 64, seed=1), pre, reader)
     test = _tensors(_format_only_dataset(tmp_path / "test", 60, seed=2), pre, reader)
     torch.manual_seed(0)
     model = TinyNet(width=12, dropout=0.0)
-    cfg = TrainConfig(epochs=8, batch_size=16, optimizer="adam", lr=3e-3, augment="none", select="last",
+    cfg = TrainConfig(epochs=6, batch_size=16, optimizer="adam", lr=3e-3, augment="none", select="last",
                       channels_last=False)
     fit(model, train, None, cfg, None, log=lambda s: None)
     probs = predict_proba(model, test, channels_last=False)
