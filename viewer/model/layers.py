@@ -88,7 +88,10 @@ class ImageLayer(Layer):
         return self.volume.shape
 
     def slice(self, index: int, axis: int = 0) -> np.ndarray:
-        return np.take(self.volume.array, index, axis=axis)
+        # a read-only view, not a copy: a sagittal slice gathered by np.take costs ~3x more than windowing it
+        view = self.volume.array[(slice(None),) * axis + (int(index),)]
+        view.flags.writeable = False
+        return view
 
 
 class HeatmapLayer(Layer):
