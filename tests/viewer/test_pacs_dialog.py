@@ -303,7 +303,9 @@ def test_unreadable_server_list_is_reported_not_overwritten(qtbot, leak_guard, t
 
 
 # --- send back ------------------------------------------------------------------------------------------------
-def test_send_the_heatmap_secondary_capture_back(make_window, qtbot, pacs_data, servers_file, orthanc) -> None:
+@pytest.mark.parametrize("server_index", [0, 1], ids=["c-store", "stow-rs"])
+def test_send_the_heatmap_secondary_capture_back(make_window, qtbot, pacs_data, servers_file, orthanc,
+                                                 server_index) -> None:
     from viewer.model.export import ExportRefused
     from viewer.qt.pacs_dialog import send_secondary_capture
     window = make_window()
@@ -312,7 +314,7 @@ def test_send_the_heatmap_secondary_capture_back(make_window, qtbot, pacs_data, 
     assert window.pacs.send_action in window.ai.menu.actions() and not window.pacs.send_action.isEnabled()
     worker = window.open_path(pacs_data["paths"][0].parent)
     qtbot.waitUntil(lambda: worker.is_done and window.state.volume is not None, timeout=60_000)
-    server = load_servers(servers_file)[0]
+    server = load_servers(servers_file)[server_index]
     with pytest.raises(ExportRefused, match="show a heatmap first"):
         send_secondary_capture(window, server)
     heat = np.zeros(window.state.volume.shape, np.float32)
@@ -331,4 +333,4 @@ def test_send_the_heatmap_secondary_capture_back(make_window, qtbot, pacs_data, 
     assert capture.SOPClassUID == "1.2.840.10008.5.1.4.1.1.7" and capture.BurnedInAnnotation == "YES"
     assert capture.StudyInstanceUID == pacs_data["study_uid"] and capture.PatientID == "LL-PHANTOM"
     assert "NOT FOR DIAGNOSIS" in capture.SeriesDescription
-    assert "to Orthanc DIMSE: 1 object stored" in window.statusBar().currentMessage()
+    assert f"to {server.name}: 1 object stored" in window.statusBar().currentMessage()
