@@ -99,6 +99,9 @@ class MainWindow(QMainWindow):
         # PACS (issue 10): File ▸ Query/Retrieve from PACS…, AI ▸ Send heatmap to PACS…
         from viewer.qt.pacs_dialog import PacsActions
         self.pacs = PacsActions(self)
+        # Tools (issues 6, 8): Tools ▸ Batch screen…, Tools ▸ Benchmark…
+        from viewer.qt.tools_menu import ToolsActions
+        self.tools = ToolsActions(self)
         self.state.events.volume.connect(self._on_volume)
         self.state.events.window.connect(self._on_window)
         self.state.events.cursor.connect(self._on_cursor)
@@ -348,6 +351,7 @@ class MainWindow(QMainWindow):
         self.ai.shutdown()                   # compare windows, dialogs and model jobs first
         self.mpr.shutdown()                  # coronal/sagittal views and crosshairs (issue 10)
         self.pacs.shutdown()                 # the PACS browser's searches (a running retrieve is a job below)
+        self.tools.shutdown()                # batch screening / benchmark windows and their jobs (issues 6, 8)
         self.shutdown_jobs()
         for worker in self._jobs:            # results arriving after close must not touch dead widgets
             for signal in (worker.result, worker.error, worker.progress, worker.cancelled, worker.finished):
