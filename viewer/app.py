@@ -26,6 +26,7 @@ WINDOW_CHOICES = ("lung", "mediastinum", "bone", "dicom")
 LAYOUT_CHOICES = ("1x1", "1x3", "2x2")   # viewer.model.mpr.LAYOUTS (not imported: --help stays fast)
 EXPLAINER_CHOICES = ("cam", "gradcam", "gradcampp", "layercam")
 MODEL_TIMEOUT_S = 3600.0   # --screenshot waits this long at most for screening + heatmaps
+COMPARE_SCREENSHOT_SIZE = (1680, 900)   # compare mode: two or more panes side by side
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -131,6 +132,11 @@ def _application():
     app = QApplication.instance() or QApplication([sys.argv[0]])
     app.setApplicationName("LungLens")
     app.setOrganizationName("LungLens")
+    app.setDesktopFileName("lunglens")   # matches installer/linux/lunglens.desktop (taskbar icon on Wayland)
+    icon = Path(__file__).resolve().parents[1] / "resources" / "icons" / "lunglens.png"   # checkout or bundle
+    if icon.is_file():
+        from PySide6.QtGui import QIcon
+        app.setWindowIcon(QIcon(str(icon)))
     return app
 
 
@@ -170,7 +176,7 @@ def _render_and_exit(path: Path | None, out: Path, args: argparse.Namespace, *,
 
     app = _application()  # noqa: F841 - must exist before any widget
     from viewer.qt.main_window import MainWindow
-    from viewer.qt.screenshot import dispose, render_png
+    from viewer.qt.screenshot import SCREENSHOT_SIZE, dispose, render_png
 
     found, chosen, volume = Discovery([]), None, None
     if path is not None:
@@ -208,7 +214,7 @@ def _render_and_exit(path: Path | None, out: Path, args: argparse.Namespace, *,
         elif args.model:
             print("lunglens: --model needs a scan to screen (PATH or --demo)", file=sys.stderr)
             return 2
-        written = render_png(target, out)
+        written = render_png(target, out, COMPARE_SCREENSHOT_SIZE if target is not window else SCREENSHOT_SIZE)
         summary = _summary(window) if volume is not None else "no scan open"
         if model_lines:
             summary = "\n".join([summary, *model_lines])

@@ -256,6 +256,8 @@ def test_compare_mode_keeps_panes_in_sync(qtbot, make_window, probes) -> None:
     assert b.slice_index == compare.diff_state.slice_index == z - 2
     b.apply_window_preset("mediastinum")
     assert a.window == b.window == compare.diff_state.window
+    compare.apply_window_preset("bone")                            # the 1-4 keys: every pane
+    assert a.window_preset == b.window_preset == compare.diff_state.window_preset == "bone"
     a.zoom_by(2.0)
     assert b.camera == a.camera
     qtbot.waitUntil(lambda: all(s.layer.has_slice(z - 2) for s in compare.sessions) and not compare.busy,
@@ -340,7 +342,7 @@ def test_cli_screenshot_with_a_model_and_compare(qapp, leak_guard, probes, tmp_p
     assert main(args[:-1] + [str(both), "--compare", PROBE_2D_B]) == 0
     printed = capsys.readouterr().out
     assert "lesion_probe_b: P(COVID) = " in printed
-    assert _png(both).shape == (860, 1280, 3)
+    assert _png(both).shape == (900, 1680, 3)                      # compare: a wider picture
 
     assert main([str(scan), "--model", "nope", "--weights", str(probes["fast"]), "--screenshot",
                  str(tmp_path / "x.png")]) == 2

@@ -154,9 +154,9 @@ def _flat_text(values: dict, limit: int = 8) -> str:
 class ModelCatalog:
     """Models that have weights.  ``roots``: folders holding ``<model_name>/manifest.json`` (default: the engine's
     weights search path, read at each :meth:`entries` call so newly shipped weights appear); :meth:`add` puts a
-    weights folder or another root in front (explicitly added weights take the plain model name).  A folder
-    reached twice is listed once; other weights of an already listed network are listed too, as ``name@folder``
-    (see :attr:`ModelEntry.key`).
+    weights folder or another root before them (added ones in the order added; the first weights of a network
+    take its plain name).  A folder reached twice is listed once; other weights of an already listed network are
+    listed too, as ``name@folder`` (see :attr:`ModelEntry.key`).
     """
 
     def __init__(self, roots: Sequence[str | Path] | None = None, extra: Iterable[str | Path] = ()):
@@ -189,7 +189,7 @@ class ModelCatalog:
             raise WeightsNotFoundError(f"no LungLens weights here (no {MANIFEST_NAME} in the folder or its "
                                        f"sub-folders); weights are written by engine.weights.save_weights", folder)
         if folder not in self._added:
-            self._added.insert(0, folder)
+            self._added.append(folder)
         return found
 
     def entries(self) -> list[ModelEntry]:

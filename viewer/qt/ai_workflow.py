@@ -100,9 +100,9 @@ class AIWorkflow(QObject):
                               | QDockWidget.DockWidgetFeature.DockWidgetMovable)
         window.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.dock)
         info_dock = getattr(window, "info_dock", None)
-        if info_dock is not None:
-            window.splitDockWidget(info_dock, self.dock, Qt.Orientation.Vertical)
-            window.resizeDocks([info_dock, self.dock], [200, 640], Qt.Orientation.Vertical)
+        if info_dock is not None:           # a tab next to the series info: the panel needs the full height
+            window.tabifyDockWidget(info_dock, self.dock)
+            self.dock.raise_()
         self.strip = ScoreStrip(self.state)
         self.strip.setVisible(False)
         self._insert_strip()

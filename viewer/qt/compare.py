@@ -36,7 +36,7 @@ from viewer.model.events import Event
 from viewer.model.layers import DIVERGING_COLORMAPS
 from viewer.model.sync import SyncGroup
 from viewer.model.viewer_state import ViewerState
-from viewer.model.window_level import WindowLevel
+from viewer.model.window_level import PRESET_LABELS, PRESET_SHORTCUTS, WindowLevel
 from viewer.qt.error_dialog import show_error
 from viewer.qt.heatmap_controls import HeatmapControls
 from viewer.qt.job_status import JobStatus
@@ -65,7 +65,7 @@ class ComparePane(QWidget):
         self.model_box = QComboBox(self)
         self.model_box.setObjectName("paneModel")
         self.model_box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-        self.model_box.setMinimumContentsLength(10)
+        self.model_box.setMinimumContentsLength(16)
         for entry in entries:
             self.model_box.addItem(entry.label, entry.key)
         self.model_box.activated.connect(lambda _i: self.model_chosen.emit(self, self.model_box.currentData()))
@@ -78,19 +78,23 @@ class ComparePane(QWidget):
         self.score_label = QLabel("…", self)
         self.score_label.setObjectName("paneScore")
         self.score_label.setStyleSheet(f"font-weight: 600; color: {colour};")
-        header = QHBoxLayout()
-        header.setContentsMargins(4, 2, 4, 2)
+        header = QHBoxLayout()                   # two rows: model / explainer + score
+        header.setContentsMargins(4, 2, 4, 0)
         swatch = QLabel("■", self)
         swatch.setStyleSheet(f"color: {colour};")
         header.addWidget(swatch)
         header.addWidget(self.model_box, 1)
-        header.addWidget(self.explainer_box)
-        header.addWidget(self.score_label)
+        second = QHBoxLayout()
+        second.setContentsMargins(4, 0, 4, 2)
+        second.addWidget(self.explainer_box)
+        second.addStretch(1)
+        second.addWidget(self.score_label)
         self.view = SliceView(state)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(0)
         layout.addLayout(header)
+        layout.addLayout(second)
         layout.addWidget(self.view, 1)
 
     def bind(self, session: ModelSession) -> None:
@@ -124,6 +128,7 @@ class DifferencePane(QWidget):
         self.title.setObjectName("differenceTitle")
         self.title.setWordWrap(True)
         self.title.setMinimumWidth(120)
+        self.title.setFixedHeight(46)          # the same height as a model pane's two header rows
         self.title.setToolTip("First model's map minus the second's (both scaled to 0..1): red where the first "
                               "sees more evidence, blue where the second does; |difference| below "
                               f"{DIFFERENCE_THRESHOLD} is not drawn")
@@ -132,7 +137,7 @@ class DifferencePane(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(0)
         header = QHBoxLayout()
-        header.setContentsMargins(4, 6, 4, 6)
+        header.setContentsMargins(4, 2, 4, 2)
         header.addWidget(self.title)
         layout.addLayout(header)
         layout.addWidget(self.view, 1)
@@ -189,6 +194,9 @@ class CompareWindow(QMainWindow):
         self.diff_pane = DifferencePane(self.diff_state)
         self.splitter.addWidget(self.diff_pane)
         self.diff_state.events.position.connect(self._on_diff_position)
+        for i in range(self.splitter.count()):        # equal panes
+            self.splitter.setStretchFactor(i, 1)
+        self.splitter.setSizes([1000] * self.splitter.count())
 
         # sync toggles, heatmap controls (one set per pane), strip, slider
         self.sync_boxes: dict[str, QCheckBox] = {}
@@ -250,6 +258,15 @@ class CompareWindow(QMainWindow):
         self.toggle_action.setShortcut(QKeySequence("H"))
         self.toggle_action.triggered.connect(self.toggle_heatmaps)
         self.addAction(self.toggle_action)
+        for name, key in PRESET_SHORTCUTS.items():        # the main window's keys: 1-4 presets, R reset zoom/pan
+            action = QAction(PRESET_LABELS[name], self)
+            action.setShortcut(QKeySequence(key))
+            action.triggered.connect(lambda _checked=False, n=name: self.apply_window_preset(n))
+            self.addAction(action)
+        reset = QAction("Reset zoom/pan", self)
+        reset.setShortcut(QKeySequence("R"))
+        reset.triggered.connect(lambda: [state.reset_camera() for state in self.states])
+        self.addAction(reset)
         self._heatmaps_on = False
         self._update_difference_title()
         if start:
@@ -355,6 +372,12 @@ class CompareWindow(QMainWindow):
         self.diff_pane.layer.visible = bool(on)
         self._refresh_difference()
 
+    def apply_window_preset(self, name: str) -> None:
+        """A window preset on every pane (linked or not: a key press means all of them)."""
+        for state in [*self.states, self.diff_state]:
+            if name in state.window_presets():
+                state.apply_window_preset(name)
+
     def toggle_heatmaps(self) -> None:
         self.show_heatmaps(not self._heatmaps_on)
 
@@ -380,8 +403,10 @@ class CompareWindow(QMainWindow):
         if len(self.panes) < 2 or not hasattr(self, "diff_pane"):
             return
         a, b = self.panes[0].session, self.panes[1].session
-        self.diff_pane.title.setText(f"1 − 2: {a.name} {EXPLAINER_LABELS[a.explainer]} minus {b.name} "
-                                     f"{EXPLAINER_LABELS[b.explainer]} (red: 1 stronger, blue: 2)")
+        self.diff_pane.title.setText("Difference 1 − 2\n(red: 1 stronger, blue: 2 stronger)")
+        self.diff_pane.title.setToolTip(f"{a.name} {EXPLAINER_LABELS[a.explainer]} minus {b.name} "
+                                        f"{EXPLAINER_LABELS[b.explainer]}, both scaled to 0..1; differences "
+                                        f"below ±{DIFFERENCE_THRESHOLD} are not drawn")
 
     def _on_diff_position(self, _event: Event) -> None:
         self._refresh_difference()
