@@ -10,7 +10,8 @@ the viewer / batch screening run:
 
 1. ``engine.io.load_volume(folder)``                  — headers, sort, decode, HU;
 2. ``engine.screen.ScanModel.screen(volume)``        — every slice preprocessed and scored (batch 16), top-k;
-3. ``ScanModel.explain_slices(volume, top 3, "cam")`` — CAM from the exported features, mapped to voxels.
+3. ``ScanModel.explain_slices(volume, top 3, "cam")`` — CAM from the exported features, mapped to voxels
+   (models whose head has no Zhou CAM, e.g. SPP-COVID-Net, use Grad-CAM through torch instead).
 
 Reports each stage's min and median (seconds) and the end-to-end total against the 3 s target.  The machine is
 shared: see ``loadavg``.  Prints one JSON object.
@@ -86,6 +87,9 @@ def main(argv: list[str] | None = None) -> int:
         doc["weights"] = kind
         doc["backend"] = model.backend
         doc["predictor"] = model.predictor.describe()
+        # Zhou CAM from the exported features where the head allows it, else Grad-CAM (torch) as the app does.
+        method = "cam" if model.predictor.cam_available else "gradcam"
+        doc["explainer"] = method
 
         stages: dict[str, list[float]] = {"load": [], "screen": [], "cam": [], "total": [], "screen_preprocess": [],
                                           "screen_inference": []}
@@ -97,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
             b = time.perf_counter()
             result = model.screen(volume)
             c = time.perf_counter()
-            maps = model.explain_slices(volume, result.top_slices[:args.top], "cam")
+            maps = model.explain_slices(volume, result.top_slices[:args.top], method)
             d = time.perf_counter()
             cpu.append(time.process_time() - c0)
             assert maps.shape == (min(args.top, len(result.top_slices)), *volume.array.shape[1:])
