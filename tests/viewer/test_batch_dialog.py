@@ -102,7 +102,8 @@ def test_batch_fills_the_table_and_double_click_opens_the_top_slice(qtbot, make_
     assert worker.outcome == "result" and dialog.last_outcome == "result"
     summary = dialog.summary
     assert summary.total == batch_data["series"] and summary.ok == 4 and summary.failed == 1
-    assert "Finished: 5 series" in dialog.status_label.text()
+    assert "Finished: 5 series" in dialog.status_label.text() and "1 non-image file" in dialog.status_label.text()
+    assert dialog.start_button.text() == "Screen new series"
     assert dialog.bar.value() == 100
 
     rows = dialog.table.visible_rows()
@@ -200,10 +201,13 @@ def test_output_inside_an_input_is_refused_then_forced(qtbot, make_window, batch
     dialog.set_inputs([scans])
     dialog.set_output(inside)
     dialog.set_explainer("none")
+    earlier = [{"series_key": "k", "scan_id": "S-earlier", "status": "ok", "probability": 0.1, "path": "/x"}]
+    dialog.table.set_rows(earlier)                   # e.g. the results of an earlier batch on screen
     assert _run(qtbot, dialog) == "error"
     assert dialog.refusal.isVisible() and "inside the input folder" in dialog.refusal_label.text()
-    assert "never writes into" in dialog.refusal_label.text()
+    assert "never writes into" in dialog.refusal_label.text() and "--out" not in dialog.refusal_label.text()
     assert not inside.exists()                       # nothing written
+    assert [r["scan_id"] for r in dialog.table.model.rows] == ["S-earlier"]     # a refusal wipes nothing
     with qtbot.waitSignal(dialog.job_finished, timeout=TIMEOUT) as blocker:
         qtbot.mouseClick(dialog.force_button, Qt.MouseButton.LeftButton)
     assert blocker.args[0] == "result"

@@ -97,10 +97,11 @@ class BatchDialog(QDialog):
         self.last_outcome: str | None = None
         self.open_url: Callable[[QUrl], Any] = QDesktopServices.openUrl   # replaced in tests
         self._entries: list[ModelEntry] = []
-        self._reader: Worker | None = None
+        self._readers: list[Worker] = []
         self._opening: Worker | None = None
         self._closed = False
         self._t_start = 0.0
+        self._begun = False
         self._build()
         self.refresh_models()
         self._update_buttons()
@@ -111,7 +112,8 @@ class BatchDialog(QDialog):
         self.inputs_list = QListWidget(self)
         self.inputs_list.setObjectName("batchInputs")
         self.inputs_list.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
-        self.inputs_list.setMinimumHeight(70)
+        self.inputs_list.setMinimumHeight(56)
+        self.inputs_list.setMaximumHeight(104)
         self.add_folder_button = QPushButton("Add folder…", self)
         self.add_files_button = QPushButton("Add files…", self)
         self.remove_button = QPushButton("Remove", self)
@@ -447,7 +449,16 @@ class BatchDialog(QDialog):
                                      and self.output is not None)
         out = self.output
         resumable = out is not None and (out / DB_NAME).is_file()
-        self.start_button.setText("Resume" if resumable and not running else "Screen")
+        if running or not resumable:
+            self.start_button.setText("Screen")
+            self.start_button.setToolTip("Screen every series under the inputs into the output folder")
+        elif self.last_outcome == "result" and self.request is not None and self.request.out_dir == out:
+            self.start_button.setText("Screen new series")
+            self.start_button.setToolTip("Everything found was screened; run again to screen series added to the "
+                                         "inputs since (finished ones are skipped)")
+        else:
+            self.start_button.setText("Resume")
+            self.start_button.setToolTip("Continue the batch in this output folder: finished series are skipped")
         self.cancel_button.setEnabled(running and not (self.worker and self.worker.is_cancel_requested))
         for w in (self.inputs_list, self.add_folder_button, self.add_files_button, self.remove_button,
                   self.model_box, self.explainer_box, self.out_edit, self.workers_spin, self.threshold_spin,
@@ -489,8 +500,7 @@ class BatchDialog(QDialog):
         self.current_label.setText("")
         resumed = (request.out_dir / DB_NAME).is_file()
         self._say(("Resuming" if resumed else "Starting") + f" batch screening with {request.entry.key} …")
-        if not resumed:
-            self.table.clear()
+        self._begun = False              # the table is replaced once the engine accepted the job
         status = getattr(self.main_window, "job_status", None)
         if status is not None:
             status.track(worker, "Batch screening …")
@@ -515,6 +525,11 @@ class BatchDialog(QDialog):
         """The engine's ``JobProgress`` (throttled by the engine): bar, counts, ETA, current series, new rows."""
         if self._closed:
             return
+        if not self._begun and self.request is not None:
+            self._begun = True           # the engine passed its checks: show this folder's rows only
+            self.table.clear()
+            if (self.request.out_dir / DB_NAME).is_file():
+                self.load_results(self.request.out_dir, after="progress")   # rows of earlier runs (resume)
         if p.total:
             self.bar.setRange(0, 100)
             self.bar.setValue(p.percent)
@@ -536,22 +551,24 @@ class BatchDialog(QDialog):
         self.summary = summary
         self.last_outcome = "result"
         resumed = f", {summary.resumed} from earlier runs" if summary.resumed else ""
+        skipped = (f" {summary.skipped_files} non-image file(s) skipped (listed in the report)."
+                   if summary.skipped_files else "")
         text = (f"Finished: {summary.total} series — {summary.ok} screened, {summary.flagged} flagged, "
-                f"{summary.failed} failed{resumed} — in {clock(summary.seconds)}.")
+                f"{summary.failed} failed{resumed} — in {clock(summary.seconds)}.{skipped}")
         if summary.report_error:
             text += f" The PDF report could not be written ({summary.report_error}); results.csv is complete."
         self._say(text, error=bool(summary.report_error))
 
     def _on_error(self, error: BaseException, details: str) -> None:
         self.last_outcome = "error"
-        from engine.screen.job import JobError, OutputInsideInputError   # the job imported the engine already
-
-        if isinstance(error, OutputInsideInputError):
-            self.refusal_label.setText(str(error).replace("--out", "an output folder")
-                                       .replace("(or pass --force to allow it;", "(or use it anyway;"))
+        kinds = {c.__name__ for c in type(error).__mro__}     # engine.screen.job's errors, without importing it
+        if "OutputInsideInputError" in kinds:
+            text = str(error).replace("an --out", "an output folder").replace("--out", "the output folder")
+            text = text.replace("(or pass --force to allow it;", "(or use it anyway;")
+            self.refusal_label.setText(text[:1].upper() + text[1:])
             self.refusal.setVisible(True)
             self._say("The output folder was refused: nothing was written.", error=True)
-        elif isinstance(error, JobError):
+        elif "JobError" in kinds:
             self._say(f"Cannot start: {error}", error=True)
         else:
             self._say(f"The batch stopped: {type(error).__name__}: {error}", error=True)
@@ -580,7 +597,7 @@ class BatchDialog(QDialog):
         worker = Worker(read_results_job, Path(out_dir), name="batch-read-results")
         worker.result.connect(lambda found, a=after, o=Path(out_dir): self._on_results(found, o, a))
         worker.error.connect(lambda exc, _t, a=after: self._on_results_error(exc, a))
-        self._reader = worker
+        self._readers = [w for w in self._readers if not w.is_done] + [worker]
         return worker.start(tool_pool())
 
     def _on_results(self, found: tuple[list[dict[str, Any]], dict[str, str]], out_dir: Path,
@@ -588,6 +605,9 @@ class BatchDialog(QDialog):
         if self._closed:
             return
         rows, meta = found
+        if after == "progress":          # a resumed job's earlier rows, while new ones keep arriving
+            self.table.add_rows(rows)
+            return
         self.table.set_rows(rows)
         if after == "cancelled":
             done = len(rows)
@@ -605,7 +625,8 @@ class BatchDialog(QDialog):
         if self._closed:
             return
         self._say(f"Cannot read the results: {error}", error=True)
-        self.job_finished.emit(after or "error")
+        if after != "progress":
+            self.job_finished.emit(after or "error")
 
     def open_results_dialog(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Folder with batch results (results.sqlite)")
@@ -693,11 +714,12 @@ class BatchDialog(QDialog):
         """Cancel the batch and wait for it (the main window is closing); True if it stopped in time."""
         self._closed = True
         stopped = True
-        for worker in (self.worker, self._reader):
+        workers = [self.worker, *self._readers]
+        for worker in workers:
             if worker is not None and not worker.is_done:
                 worker.cancel()
                 stopped = worker.wait(timeout) and stopped
-        for worker in (self.worker, self._reader):
+        for worker in workers:
             if worker is None:
                 continue
             bridge = getattr(worker, "_bridge", None)

@@ -225,7 +225,8 @@ class _Filter(QSortFilterProxyModel):
             self.mode = int(mode)
             self.invalidateFilter()
 
-    def filterAcceptsRow(self, source_row: int, source_parent: QModelIndex | QPersistentModelIndex) -> bool:  # noqa: N802
+    def filterAcceptsRow(self, source_row: int,  # noqa: N802
+                         source_parent: QModelIndex | QPersistentModelIndex) -> bool:
         if self.mode == 0:
             return True
         row = self.sourceModel().row_dict(source_row)
@@ -270,7 +271,7 @@ class ResultsTable(QWidget):
         header = self.view.horizontalHeader()
         header.setStretchLastSection(True)
         header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
-        for col, width in ((COL_SCAN, 96), (COL_STATUS, 56), (COL_PROB, 82), (COL_FLAG, 60), (COL_TOP, 70),
+        for col, width in ((COL_SCAN, 96), (COL_STATUS, 56), (COL_PROB, 82), (COL_FLAG, 60), (COL_TOP, 104),
                            (COL_SERIES, 190), (COL_PATH, 220)):
             self.view.setColumnWidth(col, width)
         self.view.sortByColumn(COL_PROB, Qt.SortOrder.DescendingOrder)
