@@ -447,8 +447,7 @@ class PacsBrowser(QDialog):
 
     # --- jobs -----------------------------------------------------------------------------------------
     def _start(self, worker: Worker, message: str, *, transfer: bool = False) -> Worker:
-        self._jobs = [w for w in self._jobs if not w.is_done]
-        self._jobs.append(worker)
+        self._jobs.append(worker)            # until its ``finished`` arrives here (after result/error/cancelled)
         worker.error.connect(self._on_error)
         if transfer:
             self._transfer = worker
@@ -475,9 +474,9 @@ class PacsBrowser(QDialog):
         self.progress.setFormat(f"{report.message}{eta}")
 
     def _on_finished(self, worker: Worker) -> None:
+        self._jobs = [w for w in self._jobs if w is not worker]
         if self._closed:
             return
-        self._jobs = [w for w in self._jobs if w is not worker]
         if worker is self._transfer:
             self._transfer = None
             self.progress.hide()
@@ -490,7 +489,8 @@ class PacsBrowser(QDialog):
 
     @property
     def busy(self) -> bool:
-        return any(not w.is_done for w in self._jobs)
+        """A job runs or its results have not reached the dialog yet."""
+        return bool(self._jobs)
 
     def cancel(self) -> None:
         """Cancel the running retrieve (or search)."""
@@ -602,7 +602,7 @@ class PacsBrowser(QDialog):
         if series is None:
             self._say("Select a series to retrieve.", error=True)
             return None
-        if self._transfer is not None and not self._transfer.is_done:
+        if self._transfer is not None:
             self._say("A retrieve is running; cancel it or wait.", error=True)
             return None
         label = series.series_description or f"series {series.series_number or ''}".strip()
@@ -660,7 +660,7 @@ class PacsBrowser(QDialog):
 
     def _update_buttons(self) -> None:
         has_server = self.current_server() is not None
-        transferring = self._transfer is not None and not self._transfer.is_done
+        transferring = self._transfer is not None
         for button in (self.edit_button, self.remove_button, self.test_button, self.search_button):
             button.setEnabled(has_server)
         can_retrieve = has_server and self.selected_series() is not None and not transferring
