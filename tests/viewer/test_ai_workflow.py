@@ -34,7 +34,7 @@ def probes(tmp_path_factory):
     with registered_probes():
         for name in (PROBE_2D, PROBE_2D_B, PROBE_3D):
             save_probe(fast, name)
-        save_probe(slow, PROBE_2D, delay_s=0.05)
+        save_probe(slow, PROBE_2D, delay_s=0.15)
         phantom, centre = lesion_phantom()
         yield {"fast": fast, "slow": slow, "phantom": phantom, "centre": centre}
 
@@ -180,7 +180,7 @@ def test_heatmap_controls_drive_the_layer(qtbot, make_window, probes) -> None:
 
 
 def test_cancel_stops_screening(qtbot, make_window, probes) -> None:
-    window = _ai_window(make_window, probes, root="slow")          # 50 ms per forward pass
+    window = _ai_window(make_window, probes, root="slow")          # 150 ms per forward pass
     ai = window.ai
     ai.session.batch_size = 1
     calls = LesionProbe.calls
@@ -365,3 +365,26 @@ def test_compare_two_weights_of_one_network(qtbot, make_window, probes) -> None:
     assert [p.session.entry.folder for p in compare.panes] == [probes["slow"] / PROBE_2D, probes["fast"] / PROBE_2D]
     assert compare.panes[1].model_box.currentData() == second
     compare.close()
+
+
+def test_closing_compare_mode_while_its_models_run(qtbot, make_window, probes) -> None:
+    from viewer.qt.compare import CompareWindow
+
+    window = _ai_window(make_window, probes, root="slow")
+    ai = window.ai
+    ai.add_weights(probes["fast"])
+    second = next(k for k in ai.catalog.names() if k.startswith(f"{PROBE_2D}@"))
+    compare = CompareWindow(window.state.volume, ai.catalog.entries(), [PROBE_2D, second], backend="torch",
+                            start=False, parent=window)
+    ai.compare_windows.append(compare)
+    for session in compare.sessions:
+        session.batch_size = 1                # the slow weights: 150 ms per slice
+    calls = LesionProbe.calls
+    compare.show()
+    compare.start()
+    qtbot.waitUntil(lambda: LesionProbe.calls > calls, timeout=TIMEOUT)
+    workers = [s.screen_worker for s in compare.sessions]
+    assert any(w.is_running for w in workers)
+    compare.close()                           # cancels and waits for its own jobs
+    assert all(w.is_done for w in workers) and not compare.busy
+    assert "cancelled" in {w.outcome for w in workers}

@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import QObject, Qt
+from PySide6.QtCore import QObject, Qt, QTimer
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
     QApplication,
@@ -81,6 +81,7 @@ class AIWorkflow(QObject):
         self.card_dialog: QDialog | None = None
         self.autorun: dict[str, Any] | None = None
         self.last_export: Path | None = None
+        self._deferred = 0                         # GUI steps queued for the next event-loop turn
         self._closed = False
 
         # widgets
@@ -310,8 +311,9 @@ class AIWorkflow(QObject):
         self.results[key] = result
         self._show_result(result, self.session.ran_on if self.session is not None else None)
         self.window.statusBar().showMessage(result.summary(), 15000)
-        if self.session is not None:
-            self.show_heatmap(True)             # the heatmap of the slice on screen follows the score
+        if self.session is not None:            # the heatmap of the slice on screen follows the score (in the next
+            self._deferred += 1                                    # event-loop turn: short GUI-thread slices)
+            QTimer.singleShot(0, self._heatmap_after_screening)
         auto = self.autorun
         if auto is not None and auto.get("model") == key:
             self.autorun = None
@@ -319,6 +321,11 @@ class AIWorkflow(QObject):
                 self.go_to_slice(result.top_slices[0])
             if auto.get("compare"):
                 self.open_compare([key, *auto["compare"]])
+
+    def _heatmap_after_screening(self) -> None:
+        self._deferred -= 1
+        if not self._closed and self.session is not None:
+            self.show_heatmap(True)
 
     def _show_result(self, result, backend: str | None) -> None:
         self.panel.show_result(result, backend)
@@ -517,7 +524,7 @@ class AIWorkflow(QObject):
 
     @property
     def busy(self) -> bool:
-        return bool(self.runner.running) or any(c.busy for c in self.compare_windows)
+        return bool(self.runner.running) or self._deferred > 0 or any(c.busy for c in self.compare_windows)
 
     def wait_idle(self, timeout: float = 300.0) -> bool:
         """Process events until no AI job runs (screenshots, tests); False on timeout."""

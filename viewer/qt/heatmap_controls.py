@@ -39,12 +39,14 @@ class ColourBar(QWidget):
         self.scale = (0.0, 1.0)
         self.threshold = 0.0
         self.signed = False
-        self.caption = "evidence for the positive class (0 none … 1 strongest in slice)"
+        self.caption = "evidence for the positive class (0: none … 1: the strongest in the slice / volume)"
 
     def show_layer(self, layer: HeatmapLayer | None) -> None:
         if layer is not None:
             self.colormap, self.scale, self.threshold = layer.colormap, layer.scale, layer.threshold
             self.signed = layer.signed
+            how = layer.info.get("scale")
+            self.setToolTip(f"{layer.name}: {self.caption}" + (f"; maps: {how}" if how else ""))
         self.setEnabled(layer is not None)
         self.update()
 

@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
     QListWidgetItem,
     QProgressBar,
     QPushButton,
+    QSizePolicy,
     QTextBrowser,
     QToolButton,
     QVBoxLayout,
@@ -86,7 +87,8 @@ class ModelPanel(QWidget):
         self.progress.setTextVisible(True)
         self.progress_label = QLabel(self)
         self.progress_label.setObjectName("screenProgressText")
-        self.progress_label.setWordWrap(True)
+        self.progress_label.setMinimumWidth(1)       # no word wrap, no re-layout of the panel per report
+        self.progress_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
         run_row = QHBoxLayout()
         run_row.addWidget(self.screen_button, 1)
         run_row.addWidget(self.cancel_button)
