@@ -31,5 +31,14 @@ lint-arch: setup
 bench: setup
 	$(PY) -m bench.run_all
 
+# The double-click installer (installer/README.md): dist/lunglens/ (PyInstaller one-folder) + dist/lunglens_*.deb
+installer: setup
+	$(PY) -c "import PyInstaller" 2>/dev/null || $(PY) -m pip install --quiet -e '.[installer]'
+	installer/build_linux.sh
+
+# Build, then run the bundle's own (slow) test: starts the frozen app offscreen, screens the demo, checks the heatmap
+installer-test: installer
+	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q tests/installer
+
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache
