@@ -154,7 +154,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"lunglens-engine search: {exc}", file=sys.stderr)
         return 2
     pre = make_preprocess(args.space, args.input_size, args)
-    data = VolumeDataset(records, pre, classes, train=True, seed=args.seed)
+    from engine.train.data3d import default_box_cache
+
+    data = VolumeDataset(records, pre, classes, train=True, seed=args.seed, box_cache=default_box_cache())
     out = args.out or Path(f"search-{args.space}")
     counts = {c: int((data.labels == i).sum()) for i, c in enumerate(classes)}
     print(f"search {args.space}: {len(data)} volumes {counts} from {data_dir} (split {args.split or 'all'}), "

@@ -92,9 +92,12 @@ def run(args: argparse.Namespace) -> int:
         train_recs = [train_recs[i] for i in keep]
     size = args.input_size or tuple(cfg_model.input_size)
     pre = make_preprocess(args.model, size, args)
-    train = VolumeDataset(train_recs, pre, classes, train=True, seed=args.seed)
-    val = VolumeDataset(val_recs, pre, classes, train=False, seed=args.seed)
-    test = VolumeDataset(test_recs, pre, classes, train=False, seed=args.seed) if test_recs else None
+    from engine.train.data3d import default_box_cache
+
+    cache = default_box_cache()
+    train = VolumeDataset(train_recs, pre, classes, train=True, seed=args.seed, box_cache=cache)
+    val = VolumeDataset(val_recs, pre, classes, train=False, seed=args.seed, box_cache=cache)
+    test = VolumeDataset(test_recs, pre, classes, train=False, seed=args.seed, box_cache=cache) if test_recs else None
     torch.manual_seed(args.seed)
     model = create_model(args.model, num_classes=len(classes), in_chans=1, **kwargs)
     n_params = sum(p.numel() for p in model.parameters())

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import re
 import time
 from dataclasses import dataclass, field
@@ -194,7 +195,8 @@ class VolumeDataset:
     """Volumes of a manifest as network inputs through ``pre`` (an ``engine.preprocess.Preprocess``, 3D)."""
 
     def __init__(self, records: Sequence[VolumeRecord], pre: Any, classes: Sequence[str], *, train: bool,
-                 seed: int = 0, progress: Callable[[int, int], None] | None = None) -> None:
+                 seed: int = 0, progress: Callable[[int, int], None] | None = None,
+                 box_cache: str | Path | None = None) -> None:
         if getattr(pre, "spatial_dims", 3) != 3:
             raise ValueError("VolumeDataset needs a 3D Preprocess (spatial_dims=3)")
         self.records = list(records)
@@ -205,6 +207,7 @@ class VolumeDataset:
         self._volumes: list[tuple[np.ndarray, tuple[float, float, float], bool] | None] = [None] * len(records)
         self._boxes: dict[int, tuple[int, int, int, int] | None] = {}
         self._progress = progress
+        self._box_cache = LungBoxCache(box_cache) if box_cache else None
 
     def __len__(self) -> int:
         return len(self.records)
@@ -216,6 +219,7 @@ class VolumeDataset:
     def preload(self) -> "VolumeDataset":
         for i in range(len(self)):
             self.volume(i)
+            self.crop_box(i)
             if self._progress is not None:
                 self._progress(i + 1, len(self))
         return self
@@ -242,8 +246,15 @@ class VolumeDataset:
             from engine.preprocess.definition import lung_bounding_box
             from engine.preprocess.volume3d import square_box
 
-            arr, _, is_hu = self.volume(i)
-            self._boxes[i] = square_box(lung_bounding_box(arr), arr.shape[1], arr.shape[2]) if is_hu else None
+            cached = self._box_cache.get(self.records[i].path) if self._box_cache else None
+            if cached is not None:
+                self._boxes[i] = cached
+            else:
+                arr, _, is_hu = self.volume(i)
+                box = square_box(lung_bounding_box(arr), arr.shape[1], arr.shape[2]) if is_hu else None
+                self._boxes[i] = box
+                if self._box_cache is not None and box is not None:
+                    self._box_cache.put(self.records[i].path, box)
         return self._boxes[i]
 
     def item(self, i: int, epoch: int = 0, train: bool | None = None) -> tuple[torch.Tensor, int, Any]:
@@ -264,6 +275,52 @@ class VolumeDataset:
             xs.append(x)
             ys.append(y)
         return torch.stack(xs), torch.tensor(ys, dtype=torch.long)
+
+
+class LungBoxCache:
+    """On-disk cache of lung crop boxes (JSON), keyed by file identity (path, size, mtime) and the source of
+    ``lung_bounding_box`` — computing a box costs ~1 s per volume, paid once per dataset instead of per run."""
+
+    def __init__(self, path: str | Path) -> None:
+        import hashlib
+        import inspect
+
+        from engine.preprocess.definition import lung_bounding_box
+        from engine.preprocess.volume3d import square_box
+
+        self.path = Path(path)
+        src = inspect.getsource(lung_bounding_box) + inspect.getsource(square_box)
+        self.version = hashlib.sha256(src.encode()).hexdigest()[:12]
+        try:
+            self.data = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            self.data = {}
+
+    def _key(self, file: Path) -> str:
+        st = Path(file).stat()
+        return f"{Path(file).resolve()}|{st.st_size}|{st.st_mtime_ns}|{self.version}"
+
+    def get(self, file: Path) -> tuple[int, int, int, int] | None:
+        box = self.data.get(self._key(file))
+        return tuple(box) if box else None  # type: ignore[return-value]
+
+    def put(self, file: Path, box: Sequence[int]) -> None:
+        self.data[self._key(file)] = [int(v) for v in box]
+        try:   # merge with what other datasets/processes wrote meanwhile
+            self.data = {**json.loads(self.path.read_text(encoding="utf-8")), **self.data}
+        except (OSError, ValueError):
+            pass
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(self.path.name + f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(self.data), encoding="utf-8")
+        tmp.replace(self.path)
+
+
+def default_box_cache() -> Path:
+    """``<user cache>/lunglens/lung_boxes.json`` (never next to the data)."""
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("lunglens")) / "lung_boxes.json"
 
 
 def split_indices(n: int, fraction: float, seed: int, labels: Sequence[int] | None = None) -> tuple[list[int], list[int]]:
@@ -288,10 +345,43 @@ PHANTOM_DEFAULTS: dict[str, Any] = {
     "extent_mm": (260.0, 340.0),     # cranio-caudal coverage
     "slice_mm": (1.25, 2.5, 3.0, 5.0, 8.0),   # slice spacings, drawn independently of the label
     "lesions": (1, 6),               # lesion count range for positives
+    "lesion_sampler": "phantom",     # 'phantom' (engine.phantom's own sizes) | 'burden' (radius_mm below)
+    "radius_mm": (6.0, 30.0),        # 'burden' sampler: ground-glass semi-axes (consolidation: ×0.7)
+    "ggo_fraction": 0.7,             # 'burden' sampler: share of ground-glass lesions
     "positive_fraction": 0.5,
     "min_lesion_ml": 1.0,            # positives whose visible lesion volume is smaller are redrawn
     "noise_hu": (6.0, 22.0),
 }
+
+
+def sample_lesions(lung: np.ndarray, spacing: Sequence[float], n: int, rng: np.random.Generator,
+                   radius_mm: tuple[float, float] = (6.0, 30.0), ggo_fraction: float = 0.7) -> list[Any]:
+    """``n`` COVID-like lesions inside ``lung`` (z, y, x mask): centres favour peripheral, posterior and lower
+    lung (the typical COVID-19 distribution), semi-axes drawn log-uniformly from ``radius_mm`` with ±30 %
+    anisotropy; ground-glass (HU -600..-300) or consolidation (-20..+50, 0.7× smaller)."""
+    from engine.phantom import LESION_HU_RANGE, LesionSpec
+
+    idx = np.flatnonzero(lung)
+    if n <= 0 or idx.size == 0:
+        return []
+    zi, yi, xi = np.unravel_index(idx, lung.shape)
+    zr = (zi - zi.min()) / max(np.ptp(zi), 1)                      # 0 = lowest lung slice
+    yr = (yi - yi.min()) / max(np.ptp(yi), 1)                      # 1 = most posterior (LPS: y grows posterior)
+    xc = (xi.min() + xi.max()) / 2.0
+    periph = np.abs(xi - xc) / max((xi.max() - xi.min()) / 2.0, 1)
+    w = (0.5 + yr) * (1.4 - zr) * (0.3 + periph)
+    w /= w.sum()
+    specs = []
+    for p in rng.choice(idx.size, size=n, replace=True, p=w):
+        kind = "ggo" if rng.uniform() < ggo_fraction else "consolidation"
+        base = float(np.exp(rng.uniform(np.log(radius_mm[0]), np.log(radius_mm[1]))))
+        if kind == "consolidation":
+            base *= 0.7
+        radii = tuple(float(max(base * rng.uniform(0.7, 1.3), 0.75 * s)) for s in spacing)
+        lo, hi = LESION_HU_RANGE[kind]
+        hu = float(rng.uniform(lo + 0.15 * (hi - lo), hi - 0.15 * (hi - lo)))
+        specs.append(LesionSpec(center=(int(zi[p]), int(yi[p]), int(xi[p])), radii_mm=radii, kind=kind, hu=hu))
+    return specs
 
 
 def make_phantom_dataset(out_dir: str | Path, n: int, *, seed: int = 0,
@@ -341,9 +431,17 @@ def make_phantom_dataset(out_dir: str | Path, n: int, *, seed: int = 0,
         anatomy = {"noise_hu": float(crng.uniform(*opt["noise_hu"])),
                    "body_scale": float(crng.uniform(0.85, 1.1)), "fit_fov": True}
         positive = bool(labels[i])
+        healthy = None
         for attempt in range(20):
             k = int(crng.integers(opt["lesions"][0], opt["lesions"][1] + 1)) if positive else 0
-            ph = make_phantom((nz, matrix, matrix), spacing, seed=case_seed + attempt, lesions=k, **anatomy)
+            lesions: Any = k
+            if positive and opt["lesion_sampler"] == "burden":
+                if healthy is None:   # same seed -> same anatomy; lesions are drawn after it
+                    healthy = make_phantom((nz, matrix, matrix), spacing, seed=case_seed, lesions=0, **anatomy)
+                lesions = sample_lesions(healthy.lung_mask.astype(bool), spacing, k, crng,
+                                         tuple(opt["radius_mm"]), float(opt["ggo_fraction"]))
+            ph = make_phantom((nz, matrix, matrix), spacing, seed=case_seed if healthy is not None else
+                              case_seed + attempt, lesions=lesions, **anatomy)
             lesion_ml = float(ph.lesion_mask.sum()) * spacing[0] * spacing[1] * spacing[2] / 1000.0
             if not positive or lesion_ml >= float(opt["min_lesion_ml"]):
                 break
@@ -383,6 +481,6 @@ def make_phantom_dataset(out_dir: str | Path, n: int, *, seed: int = 0,
 
 __all__ = [
     "VolumeRecord", "VolumeDataset", "Dataset3DError", "read_manifest3d", "read_slice_folder", "load_record_volume",
-    "load_mask", "make_phantom_dataset", "split_indices", "parse_label_map", "parse_classes", "BINARY_CLASSES",
+    "load_mask", "make_phantom_dataset", "sample_lesions", "split_indices", "parse_label_map", "parse_classes", "BINARY_CLASSES",
     "MOSMED_LABEL_MAP", "CCCCII_LABEL_MAP",
 ]
