@@ -26,7 +26,8 @@ EXIT_OK, EXIT_SETUP, EXIT_FAILED_SERIES, EXIT_STOPPED = 0, 1, 3, 130
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.description = __doc__.splitlines()[0]
+    parser.description = ("batch-screen folders of chest CT into an output folder (results.sqlite, results.csv, "
+                          "report.pdf, heatmaps/); the same as `lunglens-engine screen`")
     parser.epilog = "Research use only: the scores are not a diagnosis."
     parser.add_argument("inputs", nargs="*", metavar="INPUT",
                         help="folders (searched recursively: DICOM series, NIfTI/NRRD/MHA files, images) or files")

@@ -360,6 +360,10 @@ class ScreeningJob:
             state.emit("finished" if summary.complete else "stopped", force=True)
             return summary
         finally:
+            if self.scan_model is not None:
+                with _MODELS_LOCK:       # do not keep the caller's model alive in our cache
+                    if _MODELS.get(self.spec) is self.scan_model:
+                        _MODELS.pop(self.spec, None)
             store.close()
             lock.release()
 

@@ -238,12 +238,12 @@ def screen_series(task: SeriesTask, spec: ModelSpec, options: ScreenOptions, *,
         where = traceback.extract_tb(exc.__traceback__)[-1]
         return _fail(row, f"screening failed ({type(exc).__name__}: {exc}; at {Path(where.filename).name}:"
                           f"{where.lineno}) [{row['first_file']}]", type(exc).__name__)
-    top = list(result.top_slices)
+    top = list(result.top_slices) or [h["z"] for h in heatmaps]     # 3-D models: where the heatmap is hottest
     scores = result.slice_scores
     row.update(
         status="ok", reason=None, error_type=None, probability=float(result.probability),
         flagged=bool(result.probability >= options.threshold), aggregation=result.aggregation,
-        top_slices=top, top_slice=(top[0] if top else (heatmaps[0]["z"] if heatmaps else None)),
+        top_slices=top, top_slice=top[0] if top else None,
         top_scores=[float(scores[z]) for z in top] if scores is not None else None,
         slice_scores=[round(float(s), 5) for s in scores] if scores is not None else None,
         lung_slices=[int(b) for b in result.lung_slices] if result.lung_slices is not None else None,
@@ -273,6 +273,10 @@ def _key_slices(model: ScanModel, volume: Any, result: Any, options: ScreenOptio
         return zs, None
     heat = model.explain_volume(volume, options.explainer)
     per_slice = np.maximum(heat, 0).reshape(heat.shape[0], -1).max(axis=1)
+    if not np.ptp(per_slice) > 0 and volume.is_hu:
+        # a flat map says nothing about where: show the slices with the most lung instead
+        from engine.screen.pipeline import lung_fraction
+        per_slice = lung_fraction(volume.array)
     zs = [int(z) for z in np.argsort(-per_slice, kind="stable")[:k]]
     return zs, heat[zs]
 

@@ -217,3 +217,25 @@ def test_an_open_scan_model_is_used_as_is(tmp_path: Path, phantom_inputs: Path, 
     summary = ScreeningJob([phantom_inputs / "patient2"], model, tmp_path / "out", report=False).run()
     (row,) = read_results(tmp_path / "out")
     assert summary.ok == 1 and row["weights_sha256"] == model.weights_sha256
+
+
+def test_a_3d_model_scores_whole_volumes_and_picks_key_slices_from_its_heatmap(tmp_path: Path,
+                                                                                phantom_inputs: Path) -> None:
+    import torch
+
+    from engine.models import create_model
+    from engine.preprocess import Preprocess
+    from engine.weights import save_weights
+
+    torch.manual_seed(0)
+    net = create_model("covidnet3d_s", num_classes=2, in_chans=1)
+    save_weights(net, tmp_path / "w3d", model_name="covidnet3d_s", create_kwargs={"num_classes": 2, "in_chans": 1},
+                 preprocess=Preprocess.for_model("covidnet3d_s", input_size=(8, 48, 48)),
+                 classes=["NonCOVID", "COVID"])
+    summary = ScreeningJob([phantom_inputs / "volumes"], "covidnet3d_s", tmp_path / "out", weights=tmp_path / "w3d",
+                           backend="torch", threshold=0.0).run()
+    (row,) = read_results(tmp_path / "out")
+    assert row["status"] == "ok" and row["aggregation"].startswith("3-D model") and row["slice_scores"] is None
+    assert len(row["top_slices"]) == 3 and row["top_slice"] == row["heatmaps"][0]["z"]
+    assert all(0 <= z < row["n_slices"] for z in row["top_slices"])
+    assert summary.report is not None and summary.report_error is None     # a flagged 3-D page renders
