@@ -9,7 +9,6 @@ slow copy of it (each forward pass sleeps) makes cancelling mid-batch determinis
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 import pytest
 from PySide6.QtCore import Qt

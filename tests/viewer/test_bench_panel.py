@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -186,3 +185,20 @@ def test_closing_the_window_while_the_benchmark_runs(qtbot, panel) -> None:
     window.close()
     assert worker.is_done and worker.outcome == "cancelled"
     assert window.tools.bench_panel is None
+
+
+def test_gemm_line_warns_when_the_machine_was_busy() -> None:
+    from engine.bench import BenchReport, BenchRow, GemmPeak, LatencyStats
+
+    row = BenchRow(model="m", backend="onnx", macs=1e9, threads=2)
+    row.latency[16] = LatencyStats(batch=16, repeats=5, p50_ms=160.0, p90_ms=170.0, min_ms=150.0, mean_ms=160.0)
+    row.gemm_fraction[16] = 0.5
+    idle = BenchReport(rows=[row], gemm=GemmPeak(gflops=40.0, gflops_p50=38.0, n=2048, threads=2, repeats=12,
+                                                 library="mkl", gflops_cpu=42.0))
+    text = gemm_text(idle)
+    assert "40.0 GFLOP/s" in text and "Best achieved: <b>50 %</b>" in text and "m on onnx, batch 16" in text
+    assert "busy" not in text
+    busy = BenchReport(rows=[row], gemm=GemmPeak(gflops=14.0, gflops_p50=14.0, n=2048, threads=2, repeats=3,
+                                                 library="mkl", gflops_cpu=127.0))
+    assert "busy" in gemm_text(busy) and "artefacts" in gemm_text(busy)
+    assert "not measured" in gemm_text(BenchReport(rows=[row]))

@@ -71,6 +71,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from viewer.qt.main_window import MainWindow
 
 CLOSE_WAIT_S = 10.0
+BUSY_RATIO = 0.7        # wall-clock GEMM peak below this share of its CPU-time estimate: the machine was busy
 DEFAULT_MODELS = ("lightsqueeze_proposed",)   # plus every model with shipped weights
 SORT_ROLE = Qt.ItemDataRole.UserRole
 KIND_ROLE = Qt.ItemDataRole.UserRole + 1      # "ours" | "paper"
@@ -199,7 +200,7 @@ class BenchTableModel(QAbstractTableModel):
     def _ours(self, r: Any, key: str) -> tuple[Any, str]:
         big = max(self.batch_sizes) if self.batch_sizes else None
         if key == "source":
-            return "LungLens", "LungLens (this machine)"
+            return "LungLens", "LungLens"
         if key == "model":
             return r.model, r.model
         if key == "backend":
@@ -240,9 +241,9 @@ class BenchTableModel(QAbstractTableModel):
     @staticmethod
     def _paper(ref: Any, key: str) -> tuple[Any, str]:
         if key == "source":
-            return f"paper {ref.paper}", f"{ref.paper} paper: {ref.label}"
+            return f"paper {ref.paper}", f"paper {ref.paper}"
         if key == "model":
-            return ref.model, ref.model or ""
+            return ref.model, ref.model or ref.label
         if key == "backend":
             return ref.hardware, ref.hardware or ""
         if key == "input":
@@ -262,7 +263,8 @@ class BenchTableModel(QAbstractTableModel):
         if key == "paper_time":
             return ref.time_per_image_s, _fmt(ref.time_per_image_s, 3)
         if key == "notes":
-            return ref.note, ref.note or ""
+            text = "; ".join(x for x in (ref.label, ref.dataset, ref.note) if x)
+            return text, text
         return None, ""
 
 
@@ -381,8 +383,9 @@ class BenchPanel(QWidget):
         self.model_list = QListWidget(self)
         self.model_list.setObjectName("benchModels")
         self.model_list.itemChanged.connect(self._update_buttons)
-        self.giant_check = QCheckBox("Include giant models (VGG, ResNet152V2, EfficientNet-B6/B7, ResNet3D-101)")
-        self.giant_check.setToolTip("Giant networks take minutes and gigabytes each on a laptop CPU")
+        self.giant_check = QCheckBox("Include giant models")
+        self.giant_check.setToolTip("VGG16/19, ResNet152V2, EfficientNet-B6/B7, ResNet3D-101, COVID-Net: minutes "
+                                    "and gigabytes each on a laptop CPU")
         self.giant_check.toggled.connect(self._apply_model_filter)
         quick_select = QHBoxLayout()
         for text, slot in (("Light", self.select_light), ("With weights", self.select_weighted),
@@ -470,6 +473,7 @@ class BenchPanel(QWidget):
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.verticalHeader().setVisible(False)
+        self.table.setWordWrap(False)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         self.table.horizontalHeader().setStretchLastSection(True)
         self.table.sortByColumn(1, Qt.SortOrder.AscendingOrder)
@@ -719,6 +723,7 @@ class BenchPanel(QWidget):
             return
         self.table_model.add_row(row)
         self.proxy.refresh()
+        self._fit_columns()
 
     def _on_report(self, outcome: BenchOutcome) -> None:
         if self._closed:
@@ -770,6 +775,7 @@ class BenchPanel(QWidget):
         refs = report.references or self.references
         self.table_model.set_content(report.rows, refs, report.batch_sizes)
         self.proxy.refresh()
+        self._fit_columns()
         self.gemm_label.setText(gemm_text(report))
         self._show_figure()
         failed = [r for r in report.rows if r.error]
@@ -784,6 +790,11 @@ class BenchPanel(QWidget):
         self._say(text + ".", error=bool(failed))
         self._update_buttons()
         self.report_shown.emit(not report.cancelled)
+
+    def _fit_columns(self) -> None:
+        self.table.resizeColumnsToContents()
+        for col in range(self.table_model.columnCount()):
+            self.table.setColumnWidth(col, min(self.table.columnWidth(col), 240))
 
     def _show_figure(self, *_args: Any) -> None:
         name = self.figure_box.currentData()
@@ -927,6 +938,11 @@ def gemm_text(report: Any) -> str:
         f, r, b = best
         text += (f" Best achieved: <b>{100 * f:.0f} %</b> ({r.model} on {r.backend}, batch {b}, "
                  f"{r.ms_per_item(b):.2f} ms/item).")
+    busy = g.gflops_cpu is not None and g.gflops < BUSY_RATIO * g.gflops_cpu
+    if busy or (best is not None and best[0] > 1.0):
+        text += (" <span style='color:#a01010'>The machine was busy during the run (the wall-clock peak is "
+                 "well below its CPU-time estimate): the peak is understated, fractions above 100 % are "
+                 "artefacts of it. Rerun on an idle machine for numbers to quote.</span>")
     return text
 
 
