@@ -300,6 +300,12 @@ def test_export_png_and_dicom_secondary_capture(qtbot, make_window, probes, tmp_
     out.mkdir()
     png = ai.export_view_png(out / "view.png")
     assert png.is_file() and png.stat().st_size > 1000
+    from tests.viewer.test_app import _png
+    banner = _png(png)[-20:].astype(int)                          # "research use, not a diagnosis" stamp
+    assert ((banner[..., 0] > 200) & (banner[..., 1] > 150) & (banner[..., 2] < 150)).sum() > 50
+    with pytest.raises(ExportRefused, match="already exists"):
+        ai.export_view_png(out / "view.png")
+    assert ai.export_view_png(out / "view.png", overwrite=True) == png
     with pytest.raises(ExportRefused, match="inside the folder of the scan"):
         ai.export_view_png(scan / "view.png")
     with pytest.raises(ExportRefused, match="inside the folder of the scan"):

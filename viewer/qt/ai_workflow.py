@@ -420,18 +420,42 @@ class AIWorkflow(QObject):
         path, _ = QFileDialog.getSaveFileName(self.window, title, str(suggested), filters)
         return Path(path) if path else None
 
-    def export_view_png(self, path: str | Path, widget: QWidget | None = None) -> Path:
+    def export_view_png(self, path: str | Path, widget: QWidget | None = None, *, overwrite: bool = False) -> Path:
         """Save what the slice view shows (image, heatmap, labels) as PNG; never into the scan's folder."""
         target = check_export_target(path, self.state.volume)
         if target.suffix.lower() != ".png":
             target = target.with_suffix(".png")
+        if target.exists() and not overwrite:
+            raise ExportRefused(f"{target} already exists; choose another name")
         image = (widget or self.window.slice_view).grab()
+        if not image.isNull() and self.heatmap_layer is not None and self.heatmap_layer.visible:
+            image = self._stamped(image)
         if image.isNull() or not image.save(str(target), "PNG"):
             raise ExportRefused(f"could not write {target} (is the folder writable?)")
         self.last_export = target
         return target
 
-    def export_heatmap_dicom(self, path: str | Path, slices: Sequence[int] | None = None) -> Path:
+    def _stamped(self, image):
+        """The exported view with a band below it: "research use, not a diagnosis" and what made the heatmap."""
+        from PySide6.QtGui import QColor, QPainter, QPixmap
+
+        info = self.heatmap_layer.info
+        result = self.session.result if self.session is not None else None
+        score = f" · {score_text(result.probability, result.positive_class)}" if result is not None else ""
+        text = (f"LungLens research output — not a diagnosis · {info.get('model', '')} "
+                f"{info.get('explainer_label', '')}{score}")
+        band = 22
+        out = QPixmap(image.width(), image.height() + band)
+        out.fill(QColor("black"))
+        painter = QPainter(out)
+        painter.drawPixmap(0, 0, image)
+        painter.setPen(QColor("#ffcc66"))
+        painter.drawText(6, image.height() + band - 7, text)
+        painter.end()
+        return out
+
+    def export_heatmap_dicom(self, path: str | Path, slices: Sequence[int] | None = None, *,
+                             overwrite: bool = False) -> Path:
         """Save the heatmap of the slice on screen (or ``slices``) as a DICOM Secondary Capture."""
         layer = self.heatmap_layer
         if layer is None or self.state.volume is None:
@@ -444,7 +468,7 @@ class AIWorkflow(QObject):
         score = self.session.result.probability if self.session.result is not None else None
         capture = heatmap_capture(self.state.volume, layer, self.state.window,
                                   slices if slices is not None else [self.state.slice_index], score=score)
-        written = capture.save(target)
+        written = capture.save(target, overwrite=overwrite)
         self.last_export = written
         return written
 
@@ -453,14 +477,14 @@ class AIWorkflow(QObject):
             return
         path = self._ask_path("Export view as PNG", ".png", "PNG image (*.png)")
         if path is not None:
-            self._export(lambda: self.export_view_png(path))
+            self._export(lambda: self.export_view_png(path, overwrite=True))   # the dialog asked already
 
     def export_dicom_dialog(self) -> None:
         if self.state.volume is None:
             return
         path = self._ask_path("Export heatmap as DICOM Secondary Capture", ".dcm", "DICOM (*.dcm)")
         if path is not None:
-            self._export(lambda: self.export_heatmap_dicom(path))
+            self._export(lambda: self.export_heatmap_dicom(path, overwrite=True))
 
     def _export(self, do: Callable[[], Path]) -> None:
         try:
