@@ -9,6 +9,7 @@ slow copy of it (each forward pass sleeps) makes cancelling mid-batch determinis
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import pytest
 from PySide6.QtCore import Qt
@@ -269,3 +270,37 @@ def test_open_results_of_an_earlier_batch_and_a_row_table_model(qtbot, make_wind
     dialog.table.view.setCurrentIndex(index)
     qtbot.keyClick(dialog.table.view, Qt.Key.Key_Return)
     assert got and got[0]["scan_id"] == "S-c" and index.data(ROW_ROLE)["path"] == "/x/c"
+
+
+@pytest.mark.slow
+@pytest.mark.data
+def test_dialog_on_a_folder_built_from_real_data(qtbot, make_window, shared_data, tmp_path) -> None:
+    """Real DICOM series, NIfTI volumes, a JPEG slice, corrupt files, a non-CT DICOM and a text file (symlinks
+    into ../shared/data, never written): every series gets a row, the bad ones fail with their reason, and
+    double-clicking the 30-slice DICOM series opens it at its top slice."""
+    from tests.engine.screen.conftest import MODEL, make_weights
+    from tests.engine.screen.test_shared_data import _build
+
+    inputs = tmp_path / "in"
+    _build(shared_data, inputs, with_ricord=False)
+    weights = make_weights(tmp_path / "weights" / MODEL)
+    window = make_window()
+    window.ai.catalog = ModelCatalog(roots=[weights.parent])
+    window.ai.backend = "torch"
+    dialog = window.tools.open_batch()
+    dialog.select_model(MODEL)
+    dialog.set_inputs([inputs])
+    dialog.set_output(tmp_path / "out")
+    assert _run(qtbot, dialog) == "result"
+    rows = {Path(r["path"]).relative_to(inputs).as_posix(): r for r in dialog.table.model.rows}
+    assert set(rows) == {"A0002", "A0001", "nifti_covid.nii.gz", "nifti_A0002.nii.gz", "jpeg.jpg",
+                         "damaged/truncated.dcm", "damaged/corrupt.nii.gz", "mr_image.dcm"}
+    for bad, words in (("damaged/truncated.dcm", "truncated.dcm"), ("damaged/corrupt.nii.gz", "corrupt.nii.gz"),
+                       ("mr_image.dcm", "not a CT series (Modality MR)")):
+        assert rows[bad]["status"] == "failed" and words in rows[bad]["reason"]
+    assert "1 non-image file" in dialog.status_label.text()          # README.md
+    row = rows["A0002"]
+    dialog.open_scan(row)
+    qtbot.waitUntil(lambda: window.current_series is not None and window.current_series.uid == row["series_uid"],
+                    timeout=TIMEOUT)
+    assert window.state.slice_index == row["top_slice"] and window.state.volume.shape[0] == 30

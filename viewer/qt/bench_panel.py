@@ -388,11 +388,16 @@ class BenchPanel(QWidget):
                                     "and gigabytes each on a laptop CPU")
         self.giant_check.toggled.connect(self._apply_model_filter)
         quick_select = QHBoxLayout()
-        for text, slot in (("Light", self.select_light), ("With weights", self.select_weighted),
-                           ("All", self.select_all), ("None", self.select_none)):
+        self.select_buttons: list[QPushButton] = []
+        for text, slot, tip in (("Light", self.select_light, "The light networks of P0 (SqueezeNet family)"),
+                                ("With weights", self.select_weighted, "Networks with trained weights: their "
+                                                                       "accuracy is reported too"),
+                                ("All", self.select_all, "Every network shown"), ("None", self.select_none, "")):
             b = QPushButton(text, self)
+            b.setToolTip(tip)
             b.clicked.connect(slot)
             quick_select.addWidget(b)
+            self.select_buttons.append(b)
         mb = QVBoxLayout(models_box)
         mb.addWidget(self.filter_edit)
         mb.addWidget(self.model_list, 1)
@@ -651,7 +656,7 @@ class BenchPanel(QWidget):
         self.png_button.setEnabled(has_report and not running and bool(self.images))
         self.open_button.setEnabled(not running)
         for w in (self.model_list, self.filter_edit, self.giant_check, self.onnx_check, self.torch_check,
-                  self.batch_edit, self.threads_spin, self.quick_check, self.gemm_check):
+                  self.batch_edit, self.threads_spin, self.quick_check, self.gemm_check, *self.select_buttons):
             w.setEnabled(not running)
         if settings is not None:
             n = len(settings.models) * len(settings.backends)
@@ -679,7 +684,8 @@ class BenchPanel(QWidget):
         self.table_model.set_content([], self.references, settings.batch_sizes)
         self.proxy.refresh()
         self.plot_label.set_image(None, "The plots are drawn when the benchmark finishes.")
-        self.gemm_label.setText("fp32 GEMM peak: measuring …" if settings.measure_gemm else
+        self.gemm_label.setText("fp32 GEMM peak: measured first, shown with the achieved fractions when the run "
+                                "ends." if settings.measure_gemm else
                                 "fp32 GEMM peak: not measured (switched off).")
         bridge = _Bridge()
         bridge.row.connect(self._on_row)
