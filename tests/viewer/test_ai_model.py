@@ -164,5 +164,13 @@ def test_first_use_onnx_export_runs_in_a_helper_process(tmp_path, monkeypatch) -
     assert not onnx_export_cached(entry)
     assert export_in_helper_process(entry, "auto")
     assert onnx_export_cached(entry)
+    from viewer.workers.ai_jobs import BACKGROUND_NICE, _native_thread_ids
+
+    before = _native_thread_ids()
     model = load_model(entry, "auto")
     assert model.backend.startswith("onnx") and model.predictor.export.from_cache
+    import os
+    import sys
+    if sys.platform.startswith("linux"):      # the runtime's compute threads yield to the GUI thread
+        new = _native_thread_ids() - before
+        assert new and all(os.getpriority(os.PRIO_PROCESS, t) >= BACKGROUND_NICE for t in new)
