@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -122,6 +123,7 @@ class ScanModel:
         self.positive_index: int = 1 if pos is None and len(self.classes) == 2 else int(pos or 0)
         self.positive_class: str = self.classes[self.positive_index]
         self._torch_lock = threading.Lock()
+        self._box_cache: tuple[weakref.ref, tuple[int, int, int, int]] | None = None
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -156,6 +158,16 @@ class ScanModel:
         return {"model": self.name, "classes": self.classes, "positive_class": self.positive_class,
                 "weights_sha256": self.weights_sha256, **self.predictor.describe()}
 
+    def crop_box(self, volume: Volume) -> tuple[int, int, int, int]:
+        """One in-plane crop box per volume (the model's lung crop, or the whole slice), shared by every batch
+        and every heatmap of that volume so scores never depend on batch size.  Cached for the last volume."""
+        # Keyed by the array object itself (a weak reference), not id(): a later volume may reuse the address.
+        if self._box_cache is not None and self._box_cache[0]() is volume.array:
+            return self._box_cache[1]
+        box = self.preprocess.crop_box(volume.array, volume.is_hu)
+        self._box_cache = (weakref.ref(volume.array), box)
+        return box
+
     # ------------------------------------------------------------------ screening
     def screen(self, volume: Volume, *, batch_size: int = 16, progress: ProgressFn | None = None,
                cancel: CancelFn | None = None) -> ScanResult:
@@ -172,11 +184,12 @@ class ScanModel:
         scores = np.zeros(n, dtype=np.float32)
         probs = np.zeros((n, len(self.classes)), dtype=np.float32)
         t_pre = t_inf = 0.0
+        box = self.crop_box(volume)
         for start in range(0, n, batch_size):
             _check_cancel(cancel)
             chunk = range(start, min(n, start + batch_size))
             a = time.perf_counter()
-            x, _geometry = self.preprocess.slices(stack, volume.is_hu, indices=list(chunk))
+            x, _geometry = self.preprocess.slices(stack, volume.is_hu, indices=list(chunk), box=box)
             b = time.perf_counter()
             pred = self.predictor.predict(x.numpy(), features=False)
             c = time.perf_counter()
@@ -227,7 +240,8 @@ class ScanModel:
         if self.spatial_dims != 2:
             raise ScreeningError(f"{self.name} is a 3-D model: use explain_volume")
         method = _method(method)
-        x, geometry = self.preprocess.slices(volume.array, volume.is_hu, indices=list(indices))
+        x, geometry = self.preprocess.slices(volume.array, volume.is_hu, indices=list(indices),
+                                             box=self.crop_box(volume))
         cls_index = self.positive_index if target is None else int(target)
         if method == "cam" and self.predictor.cam_available:
             pred = self.predictor.predict(x.numpy(), features=True)
@@ -258,7 +272,7 @@ class ScanModel:
         """Per-filter activation maps (C, h, w) of ``layer`` for one axial slice ("look inside", P1)."""
         from engine.xai import activation_maps
 
-        x, _ = self.preprocess.slices(volume.array, volume.is_hu, indices=[index])
+        x, _ = self.preprocess.slices(volume.array, volume.is_hu, indices=[index], box=self.crop_box(volume))
         with self._torch_lock:
             maps = activation_maps(self.loaded.model, x, layer)
         return np.asarray(maps[0] if np.ndim(maps) == 4 else maps, dtype=np.float32)

@@ -84,3 +84,22 @@ def test_unknown_explainer_is_a_clear_error(weights_dir: Path, phantom) -> None:
     model = ScanModel.open("lightsqueeze_proposed", weights_dir, backend="torch")
     with pytest.raises(ScreeningError, match="unknown explainer 'saliency'"):
         model.explain_slice(phantom.volume, 0, "saliency")
+
+
+def test_lung_crop_scores_do_not_depend_on_batch_size(tmp_path: Path, phantom) -> None:
+    torch.manual_seed(1)
+    model = create_model("lightsqueeze_plain", num_classes=2, in_chans=1)
+    pre = Preprocess.for_model("lightsqueeze_plain", input_size=(64, 64), lung_crop=True)
+    save_weights(model, tmp_path / "w", model_name="lightsqueeze_plain",
+                 create_kwargs={"num_classes": 2, "in_chans": 1}, preprocess=pre, classes=["NonCOVID", "COVID"])
+    scan = ScanModel.open("lightsqueeze_plain", tmp_path / "w", backend="torch")
+    box = scan.crop_box(phantom.volume)
+    assert box != (0, phantom.volume.shape[1], 0, phantom.volume.shape[2])   # the crop is really used
+    a = scan.screen(phantom.volume, batch_size=4).slice_scores
+    b = scan.screen(phantom.volume, batch_size=24).slice_scores
+    np.testing.assert_allclose(a, b, atol=1e-5)
+    heat = scan.explain_slice(phantom.volume, 12, "cam")
+    y0, y1, x0, x1 = box
+    outside = np.ones(heat.shape, bool)
+    outside[y0:y1, x0:x1] = False
+    assert np.all(heat[outside] == 0)
