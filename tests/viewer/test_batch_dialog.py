@@ -304,3 +304,24 @@ def test_dialog_on_a_folder_built_from_real_data(qtbot, make_window, shared_data
     qtbot.waitUntil(lambda: window.current_series is not None and window.current_series.uid == row["series_uid"],
                     timeout=TIMEOUT)
     assert window.state.slice_index == row["top_slice"] and window.state.volume.shape[0] == 30
+
+
+def test_the_command_line_shown_is_what_lunglens_screen_parses(batch_data, tmp_path) -> None:
+    import argparse
+    import shlex
+
+    from engine.screen.cli import add_arguments
+    from viewer.workers.batch_jobs import BatchRequest
+
+    entry = ModelCatalog(roots=[batch_data["fast"]]).get(PROBE_2D)
+    request = BatchRequest(inputs=(batch_data["scans"], tmp_path / "a b.nii.gz"), entry=entry,
+                           out_dir=tmp_path / "out dir", explainer="gradcampp", workers=2, threshold=0.35,
+                           force=True, retry_failed=True, backend="torch")
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(shlex.split(request.command_text())[1:])
+    assert args.inputs == [str(batch_data["scans"]), str(tmp_path / "a b.nii.gz")]
+    assert (args.model, args.weights, args.explainer, args.out) == (PROBE_2D, str(entry.folder), "gradcampp",
+                                                                    str(tmp_path / "out dir"))
+    assert (args.workers, args.threshold, args.force, args.retry_failed, args.backend) == (2, 0.35, True, True,
+                                                                                          "torch")

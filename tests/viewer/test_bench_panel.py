@@ -202,3 +202,23 @@ def test_gemm_line_warns_when_the_machine_was_busy() -> None:
                                                  library="mkl", gflops_cpu=127.0))
     assert "busy" in gemm_text(busy) and "artefacts" in gemm_text(busy)
     assert "not measured" in gemm_text(BenchReport(rows=[row]))
+
+
+def test_the_command_line_shown_is_what_lunglens_engine_bench_parses() -> None:
+    import argparse
+    import shlex
+
+    from engine.bench.cli import add_arguments
+    from viewer.workers.bench_jobs import BenchSettings, parse_batch_sizes
+
+    settings = BenchSettings(models=("mobilenet_v2", "shufflenet_v1"), backends=("torch",),
+                             batch_sizes=parse_batch_sizes("16; 1,4"), threads=1, quick=True, measure_gemm=False)
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(shlex.split(settings.command_text())[2:])
+    assert args.models == ["mobilenet_v2", "shufflenet_v1"] and args.backends == ["torch"]
+    assert args.batch_sizes == [1, 4, 16] and args.threads == 1 and args.quick and args.no_gemm
+    kw = settings.run_kwargs()
+    assert kw["input_size"] == "test" and kw["batch_sizes"] == (1, 4, 16) and kw["measure_gemm"] is False
+    with pytest.raises(ValueError, match="out of range"):
+        parse_batch_sizes("0")

@@ -78,9 +78,11 @@ def batch_screen_job(context: JobContext, request: BatchRequest,
 
     model: Any = request.entry.name
     weights: Any = request.entry.folder
-    if request.workers == 1:
+    try:
         from viewer.workers.ai_jobs import cached_model, export_in_helper_process, load_model, onnx_export_cached
-
+    except ImportError:          # the AI workflow's model cache changed: the engine opens the weights itself
+        cached_model = None
+    if request.workers == 1 and cached_model is not None:
         entry = request.entry
         if cached_model(entry, request.backend) is None:
             if request.backend in ("auto", "onnx") and not onnx_export_cached(entry):
