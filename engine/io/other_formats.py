@@ -83,10 +83,69 @@ def _canonical(arr: np.ndarray, spacing, origin, direction):
     return arr, spacing, tuple(float(c) for c in o), tuple(float(c) for c in d.ravel())
 
 
+def nifti_expected_bytes(header: bytes) -> int | None:
+    """vox_offset + voxel bytes from a NIfTI-1/-2 header (either byte order); None if it is not one."""
+    import struct
+
+    for end in "<>":
+        (size,) = struct.unpack(end + "i", header[:4])
+        if size == 348 and len(header) >= 348:
+            dims = struct.unpack(end + "8h", header[40:56])
+            (bitpix,) = struct.unpack(end + "h", header[72:74])
+            (offset,) = struct.unpack(end + "f", header[108:112])
+        elif size == 540 and len(header) >= 540:
+            (bitpix,) = struct.unpack(end + "h", header[14:16])
+            dims = struct.unpack(end + "8q", header[16:80])
+            (offset,) = struct.unpack(end + "q", header[168:176])
+        else:
+            continue
+        n = int(np.prod([max(1, int(d)) for d in dims[1:1 + max(0, min(7, int(dims[0])))]]))
+        return int(offset) + n * max(1, int(bitpix)) // 8
+    return None
+
+
+def check_nifti_complete(path: Path) -> None:
+    """Raise TruncatedFileError if a NIfTI file holds fewer bytes than its header promises.
+
+    SimpleITK silently zero-fills a truncated .nii.gz, so a cut-off download would screen as an empty scan.
+    Uncompressed: compare the file size.  Gzip: the trailer's ISIZE (uncompressed size mod 2**32) must match,
+    and the stream must end cleanly (cheap: reads the header and the last 8 bytes only).
+    """
+    import gzip
+    import struct
+
+    gz = path.name.lower().endswith(".gz")
+    try:
+        if gz:
+            with gzip.open(path, "rb") as fh:
+                header = fh.read(540)
+        else:
+            with open(path, "rb") as fh:
+                header = fh.read(540)
+    except (OSError, EOFError) as exc:
+        raise TruncatedFileError(f"The NIfTI file is incomplete or not gzip data ({exc})", path) from exc
+    expected = nifti_expected_bytes(header)
+    if expected is None:
+        return
+    if not gz:
+        actual = path.stat().st_size
+        if actual < expected:
+            raise TruncatedFileError(f"The NIfTI file is incomplete: {actual} of {expected} bytes", path)
+        return
+    with open(path, "rb") as fh:
+        fh.seek(-4, 2)
+        (isize,) = struct.unpack("<I", fh.read(4))
+    if isize != expected % (1 << 32):
+        raise TruncatedFileError("The compressed NIfTI file is incomplete (its gzip trailer does not match the "
+                                 f"{expected} bytes the header describes); copy or download it again", path)
+
+
 def load_itk(path: Path, kind: str) -> Volume:
     import SimpleITK as sitk
 
     info = itk_info(path, kind)
+    if kind == "nifti":
+        check_nifti_complete(path)
     try:
         img = sitk.ReadImage(str(path))
     except RuntimeError as exc:

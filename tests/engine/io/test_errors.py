@@ -80,6 +80,21 @@ def test_truncated_compressed_file(tmp_path, small_phantom):
     assert paths[3].name in str(exc.value)
 
 
+@pytest.mark.parametrize("name", ["scan.nii.gz", "scan.nii"])
+def test_truncated_nifti_is_an_error_not_zeros(tmp_path, small_phantom, name):
+    from engine.phantom import write_nifti
+
+    path = tmp_path / name
+    write_nifti(small_phantom.volume, path)
+    assert np.allclose(load_volume(path).array, small_phantom.volume.array)   # the intact file loads
+    data = path.read_bytes()
+    cut = tmp_path / f"cut_{name}"
+    cut.write_bytes(data[: len(data) * 2 // 3])
+    with pytest.raises(TruncatedFileError, match="incomplete") as exc:
+        load_volume(cut)
+    assert cut.name in str(exc.value)
+
+
 def test_no_pixel_data(tmp_path):
     sr = _minimal(tmp_path / "report.dcm", "1.2.840.10008.5.1.4.1.1.88.11", Modality="SR")
     with pytest.raises(NoPixelDataError, match="no pixel data"):
