@@ -155,3 +155,36 @@ def test_three_class_training_and_evaluation(tiny_model: str, tmp_path: Path, ca
     assert {"sensitivity", "ppv"} <= set(res["per_class"]["Pneumonia"])
     manifest = json.loads((out / "weights" / "manifest.json").read_text())
     assert manifest["positive_class"] == "COVID" and manifest["create_kwargs"]["num_classes"] == 3
+
+
+@pytest.mark.slow
+def test_sigterm_writes_a_checkpoint_and_the_same_command_resumes(synth_data: Path, tmp_path: Path) -> None:
+    """Kill-and-resume through a real process: SIGTERM mid-run -> exit 130 with a checkpoint; rerun finishes."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "engine.cli", "train", "--model", "lightsqueeze_plain", "--data", str(synth_data),
+           "--input-size", "48", "--epochs", "40", "--batch-size", "8", "--threads", "1", "--out", str(out),
+           "--no-progress", "--no-export"]
+    env = dict(os.environ, LUNGLENS_CACHE=str(tmp_path / "cache"))
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            cwd=Path(__file__).resolve().parents[3])
+    deadline = time.time() + 600
+    while not (out / "metrics.jsonl").is_file() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=600)
+    assert proc.returncode == 130, err
+    assert (out / "checkpoint.safetensors").is_file() and "resume" in err
+    done = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])["epoch"]
+    cmd[cmd.index("40")] = str(done + 3)
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900,
+                         cwd=Path(__file__).resolve().parents[3])
+    assert res.returncode == 0, res.stderr
+    assert "resuming" in res.stderr
+    epochs = [json.loads(line)["epoch"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert epochs == list(range(len(epochs))) and len(epochs) >= done + 3
