@@ -103,3 +103,17 @@ def test_lung_crop_scores_do_not_depend_on_batch_size(tmp_path: Path, phantom) -
     outside = np.ones(heat.shape, bool)
     outside[y0:y1, x0:x1] = False
     assert np.all(heat[outside] == 0)
+
+
+def test_lung_bearing_slices_exclude_air_outside_the_body() -> None:
+    from engine.screen.pipeline import lung_bearing, lung_fraction
+
+    z, h, w = 12, 96, 128
+    stack = np.full((z, h, w), -1000.0, dtype=np.float32)           # air around the patient
+    stack[:, 20:80, 16:112] = 40.0                                    # body
+    stack[3:9, 30:70, 24:60] = -850.0                                 # right lung, slices 3..8
+    stack[3:9, 30:70, 68:104] = -850.0                                # left lung
+    stack[10, 45:50, 62:66] = -900.0                                  # a trachea-sized bubble only
+    frac = lung_fraction(stack)
+    assert frac[0] == 0.0 and frac[5] > 0.2
+    assert np.array_equal(np.flatnonzero(lung_bearing(stack)), np.arange(3, 9))
