@@ -37,7 +37,10 @@ def _command(argv: list[str]) -> tuple[str, list[str]]:
 
 
 def main() -> int:
-    multiprocessing.freeze_support()   # the batch screener's spawned workers re-enter here
+    sys.dont_write_bytecode = True     # also in the spawned children, which never reach _prepare_environment
+    # First: spawned children (batch screening's workers, the viewer's ONNX export helper) re-enter here and
+    # freeze_support runs them instead of the program.
+    multiprocessing.freeze_support()
     _prepare_environment()
     command, args = _command(sys.argv)
     if command == "screen":

@@ -297,4 +297,7 @@ def _safe_name(path: Path) -> str:
 
 
 if __name__ == "__main__":
+    import multiprocessing
+
+    multiprocessing.freeze_support()   # a frozen build of this script: spawned helpers re-enter here
     sys.exit(main())

@@ -201,4 +201,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    import multiprocessing
+
+    multiprocessing.freeze_support()   # a frozen build of this script: the --workers processes re-enter here
     raise SystemExit(main())

@@ -140,16 +140,32 @@ _EXPORT_HELPER = ("import sys, os\n"
                   "ScanModel.open(sys.argv[1], sys.argv[2], backend=sys.argv[3])\n")
 
 
-def export_in_helper_process(entry: ModelEntry, backend: str, context: JobContext | None = None,
-                             timeout: float = 900.0) -> bool:
-    """Run the first-use ONNX export in a helper Python process (True if it finished; cancel ends it).
+def _export_helper_main(name: str, folder: str, backend: str, nice: int) -> None:
+    """The helper's work in a frozen build (installer), started as a spawned multiprocessing child: a frozen
+    program has no ``python -c``; its entry point calls ``multiprocessing.freeze_support()`` to run this."""
+    if hasattr(os, "nice"):
+        os.nice(nice)
+    from engine.screen.pipeline import ScanModel
+    ScanModel.open(name, folder, backend=backend)
 
-    False where no helper can run (a frozen installer build, a sandbox): the caller then exports in-process.
-    """
-    if getattr(sys, "frozen", False) or not sys.executable:
-        return False
+
+def _start_helper(entry: ModelEntry, backend: str) -> Any:
+    """(poll, kill, wait) of a started helper process, or None where none can start."""
+    nice = max(0, BACKGROUND_NICE)
+    if getattr(sys, "frozen", False):
+        import multiprocessing
+
+        child = multiprocessing.get_context("spawn").Process(
+            target=_export_helper_main, args=(entry.name, str(entry.folder), backend, nice), daemon=True)
+        try:
+            child.start()
+        except OSError:
+            return None
+        return (lambda: child.exitcode), child.kill, lambda: child.join(10)
+    if not sys.executable:
+        return None
     env = dict(os.environ)
-    env["LUNGLENS_HELPER_NICE"] = str(max(0, BACKGROUND_NICE))
+    env["LUNGLENS_HELPER_NICE"] = str(nice)
     root = str(Path(__file__).resolve().parents[2])           # the tree holding engine/ and viewer/
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
     try:
@@ -157,20 +173,34 @@ def export_in_helper_process(entry: ModelEntry, backend: str, context: JobContex
                                    env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                    stderr=subprocess.DEVNULL)
     except OSError:
+        return None
+    return process.poll, process.kill, lambda: process.wait(10)
+
+
+def export_in_helper_process(entry: ModelEntry, backend: str, context: JobContext | None = None,
+                             timeout: float = 900.0) -> bool:
+    """Run the first-use ONNX export in a helper Python process (True if it finished; cancel ends it).
+
+    A source run starts ``python -c``; a frozen build (installer) a spawned copy of itself.  False where no
+    helper can run (a sandbox): the caller then exports in-process.
+    """
+    started = _start_helper(entry, backend)
+    if started is None:
         return False
+    poll, kill, wait = started
     deadline = time.monotonic() + timeout
     try:
-        while process.poll() is None:
+        while poll() is None:
             if context is not None and context.cancelled:
                 raise JobCancelled()
             if time.monotonic() > deadline:
                 return False
             time.sleep(0.25)          # few wake-ups: each one takes the GIL the GUI thread may want
-        return process.returncode == 0
+        return poll() == 0
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(10)
+        if poll() is None:
+            kill()
+        wait()
 
 
 def _loaded(context: JobContext, entry: ModelEntry, backend: str) -> Any:
