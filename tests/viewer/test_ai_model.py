@@ -174,3 +174,18 @@ def test_first_use_onnx_export_runs_in_a_helper_process(tmp_path, monkeypatch) -
     if sys.platform.startswith("linux"):      # the runtime's compute threads yield to the GUI thread
         new = _native_thread_ids() - before
         assert new and all(os.getpriority(os.PRIO_PROCESS, t) >= BACKGROUND_NICE for t in new)
+
+
+def test_card_summarises_a_shipped_manifest_in_words() -> None:
+    """The panel shows dataset names and headline metrics, not the manifest's nested dictionaries."""
+    from viewer.model.ai import _data_text, _metrics_text
+
+    data = {"datasets": {"covid-ct-2d": {"name": "UCSD COVID-CT", "licence": "research"}},
+            "train": {"n": 425, "patients": 233}, "val": {"n": 118}}
+    metrics = {"validation": {"n": 118, "accuracy": 0.7373, "auc": 0.8126, "sensitivity": 0.55,
+                              "specificity": 0.931, "confusion_matrix": [[54, 4], [27, 33]]},
+               "cross_validation": {"folds": 5, "accuracy": {"mean": 0.672}, "auc": {"mean": 0.748}}}
+    assert _data_text(data) == "UCSD COVID-CT (train n = 425, val n = 118)"
+    text = _metrics_text(metrics)
+    assert "validation (n = 118): accuracy 0.737, AUC 0.813" in text and "5-fold CV: accuracy 0.672, AUC 0.748" in text
+    assert "{" not in text and "confusion" not in text

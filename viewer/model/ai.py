@@ -121,8 +121,8 @@ class ModelEntry:
             "Parameters": f"{params:,}" if params is not None else "not recorded",
             "Classes": ", ".join(self.classes) + (f" (positive: {self.positive_class})" if self.positive_class
                                                   else ""),
-            "Data": _flat_text(data) or "not recorded",
-            "Metrics": _flat_text(metrics) or "not recorded",
+            "Data": _data_text(data) or "not recorded",
+            "Metrics": _metrics_text(metrics) or "not recorded",
             "Limits": str(m.get("limits") or "not recorded"),
             "Weights": f"{self.folder} (sha256 {self.sha256[:12]}…)",
         }
@@ -131,6 +131,36 @@ class ModelEntry:
         """The full model card (``engine.weights.render_model_card``), Markdown."""
         from engine.weights import render_model_card
         return render_model_card(self.manifest)
+
+
+def _data_text(data: dict) -> str:
+    """Shipped manifests: dataset names and the train/validation sizes; anything else flattened."""
+    datasets = data.get("datasets")
+    if not isinstance(datasets, dict) or not datasets:
+        return _flat_text(data)
+    names = [str(d.get("name", key)) if isinstance(d, dict) else str(key) for key, d in datasets.items()]
+    sizes = [f"{part} n = {data[part]['n']}" for part in ("train", "val")
+             if isinstance(data.get(part), dict) and "n" in data[part]]
+    return "; ".join(names) + (f" ({', '.join(sizes)})" if sizes else "")
+
+
+def _metrics_text(metrics: dict) -> str:
+    """Shipped manifests: validation and cross-validation headline figures; anything else flattened."""
+    parts = []
+    val = metrics.get("validation")
+    if isinstance(val, dict) and "accuracy" in val:
+        parts.append(f"validation (n = {val.get('n', '?')}): accuracy {val['accuracy']:.3f}, AUC "
+                     f"{val.get('auc', float('nan')):.3f}, sensitivity {val.get('sensitivity', float('nan')):.3f}, "
+                     f"specificity {val.get('specificity', float('nan')):.3f}")
+    cv = metrics.get("cross_validation")
+    if isinstance(cv, dict) and isinstance(cv.get("accuracy"), dict):
+        parts.append(f"{cv.get('folds', '?')}-fold CV: accuracy {cv['accuracy']['mean']:.3f}"
+                     + (f", AUC {cv['auc']['mean']:.3f}" if isinstance(cv.get("auc"), dict) else ""))
+    test = metrics.get("test")
+    if isinstance(test, dict) and "accuracy" in test:
+        parts.append(f"test (n = {test.get('n', '?')}): accuracy {test['accuracy']:.3f}"
+                     + (f", AUC {test['auc']:.3f}" if isinstance(test.get("auc"), float) else ""))
+    return "; ".join(parts) if parts else _flat_text(metrics)
 
 
 def _flat_text(values: dict, limit: int = 8) -> str:
