@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: setup
-	$(VENV)/bin/lunglens --demo
+	$(VENV)/bin/lunglens --demo --model lightsqueeze_proposed
 
 test: setup
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q
@@ -38,7 +38,7 @@ installer: setup
 
 # Build, then run the bundle's own (slow) test: starts the frozen app offscreen, screens the demo, checks the heatmap
 installer-test: installer
-	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q tests/installer
+	LUNGLENS_BUNDLE=dist/lunglens QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q tests/installer
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache
