@@ -12,7 +12,7 @@ import torch
 from engine.weights import load_default
 
 REPO = Path(__file__).resolve().parents[3]
-SHIPPED = ("lightsqueeze_proposed", "lightsqueeze_plain")
+SHIPPED = ("lightsqueeze_proposed", "lightsqueeze_plain", "spp_covid_net")
 
 
 @pytest.mark.parametrize("name", SHIPPED)
