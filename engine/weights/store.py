@@ -11,7 +11,8 @@ Layout of one weights folder::
     <dir>/MODEL_CARD.md       rendered from the manifest (informational; the manifest is authoritative)
 
 Default (shipped) weights live in ``resources/weights/<model_name>/``; extra folders can be put in front of the
-search path with ``LUNGLENS_WEIGHTS_PATH`` (``os.pathsep``-separated).
+search path with ``LUNGLENS_WEIGHTS_PATH`` (``os.pathsep``-separated); ``LUNGLENS_BUNDLED_WEIGHTS=0`` leaves the
+shipped folders out (benchmarks and tests that must see only the folders they name).
 """
 
 from __future__ import annotations
@@ -323,11 +324,13 @@ def load_weights(path: str | Path, *, device: str | torch.device = "cpu") -> Loa
 
 # --------------------------------------------------------------------------------------------- default weights
 def weights_search_path() -> list[Path]:
-    """Folders searched for ``<model_name>/manifest.json``: $LUNGLENS_WEIGHTS_PATH, then the bundled ones."""
+    """Folders searched for ``<model_name>/manifest.json``: $LUNGLENS_WEIGHTS_PATH, then the bundled ones
+    (unless ``LUNGLENS_BUNDLED_WEIGHTS=0``)."""
     dirs = [Path(p) for p in os.environ.get("LUNGLENS_WEIGHTS_PATH", "").split(os.pathsep) if p]
-    here = Path(__file__).resolve()
-    dirs.append(here.parents[2] / "resources" / "weights")   # source checkout / editable install
-    dirs.append(here.parents[1] / "resources" / "weights")   # bundled inside the package (installers)
+    if os.environ.get("LUNGLENS_BUNDLED_WEIGHTS", "1").strip().lower() not in ("0", "false", "no", "off"):
+        here = Path(__file__).resolve()
+        dirs.append(here.parents[2] / "resources" / "weights")   # source checkout / editable install
+        dirs.append(here.parents[1] / "resources" / "weights")   # bundled inside the package (installers)
     seen: list[Path] = []
     for d in dirs:
         if d not in seen:

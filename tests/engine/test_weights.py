@@ -125,7 +125,9 @@ def test_default_weights_search_path(tmp_path: Path, monkeypatch: pytest.MonkeyP
 
     monkeypatch.setenv("LUNGLENS_WEIGHTS_PATH", str(tmp_path))
     assert store.weights_search_path()[0] == tmp_path
-    monkeypatch.setattr(store, "weights_search_path", lambda: [tmp_path])   # hide the bundled folder
+    assert len(store.weights_search_path()) > 1                            # the shipped folders follow
+    monkeypatch.setenv("LUNGLENS_BUNDLED_WEIGHTS", "0")                    # hide the bundled folders
+    assert store.weights_search_path() == [tmp_path]
     assert find_default_weights("lightsqueeze_plain") is None
     assert list_weighted_models() == []
     with pytest.raises(WeightsNotFoundError, match="no trained weights"):

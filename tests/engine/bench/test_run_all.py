@@ -65,6 +65,7 @@ def test_scan_and_inference_scripts_run_end_to_end(tmp_path: Path, monkeypatch: 
     probes in --quick mode.  Checks they run and report consistent numbers (no speed assertions)."""
     monkeypatch.setenv("LUNGLENS_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("LUNGLENS_WEIGHTS_PATH", str(tmp_path / "no-weights"))
+    monkeypatch.setenv("LUNGLENS_BUNDLED_WEIGHTS", "0")      # the paper's 227² architecture, untrained
     monkeypatch.setenv("LUNGLENS_BENCH_ARGS_BENCH_SCAN", "--slices 24 --size 128 --repeats 1")
     monkeypatch.setenv("LUNGLENS_BENCH_ARGS_BENCH_INFERENCE", "--quick")
     out = tmp_path / "all.json"

@@ -26,6 +26,7 @@ def weights_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
                  preprocess=Preprocess.for_model("squeezenet1_1", input_size=(64, 64)),
                  classes=["NonCOVID", "COVID"])
     monkeypatch.setenv("LUNGLENS_WEIGHTS_PATH", str(root))
+    monkeypatch.setenv("LUNGLENS_BUNDLED_WEIGHTS", "0")      # only this folder, not the shipped models
     return root
 
 
