@@ -9,8 +9,9 @@ leak is not reproduced).  A checkpoint (safetensors + JSON, no pickle) is writte
 ``evaluate3d`` gives the spec §6 metrics (positive class = COVID).  ``localise3d`` measures where the CAM
 points on the *source voxel grid* (the heatmap goes through ``Preprocess.to_voxels``):
 
-* pointing game — the hottest voxel lies inside the lesion mask (strict) / within ``tol_mm`` of it
-  (Zhang et al.'s tolerant variant: 15 px there, millimetres here);
+* pointing game — the hottest voxel of the lung (of the lung ∪ lesion mask when a lung mask is given, else
+  of the volume; a plateau counts by its centre) lies inside the lesion mask (strict) / within ``tol_mm`` of it (Zhang et al.'s tolerant
+  variant: 15 px there, millimetres here);
 * energy in mask — share of the min-max-normalised map's mass on lesion voxels (of the lung when a lung
   mask is given), with the lesion's share of the lung as the chance level;
 * lesion-vs-lung AUC — how well map values separate lesion voxels from the other lung voxels.
@@ -282,6 +283,23 @@ def _auc(pos: np.ndarray, neg: np.ndarray) -> float:
     return float((ranks[:len(pos)].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
 
 
+def _peak_voxel(heat: np.ndarray, region: np.ndarray, spacing: Sequence[float]) -> tuple[int, int, int]:
+    """The hottest voxel of ``heat`` inside ``region``.  Where the maximum is a plateau (an up-sampled coarse map
+    is flat across half of every edge cell), the tied voxel nearest (mm) to the plateau's centre of mass — not
+    the first one in memory order, which is always a plateau corner."""
+    inside = np.where(region, heat, -np.inf)
+    top = float(inside.max())
+    if not np.isfinite(top):
+        return tuple(int(v) for v in np.unravel_index(int(np.argmax(heat)), heat.shape))  # type: ignore[return-value]
+    span = float(heat[region].max() - heat[region].min())
+    tied = np.argwhere(inside >= top - 1e-6 * max(span, 1e-12))
+    if len(tied) == 1:
+        return tuple(int(v) for v in tied[0])  # type: ignore[return-value]
+    mm = tied * np.asarray(spacing, dtype=np.float64)
+    k = int(np.argmin(((mm - mm.mean(0)) ** 2).sum(1)))
+    return tuple(int(v) for v in tied[k])  # type: ignore[return-value]
+
+
 def localisation_scores(heat: np.ndarray, lesion: np.ndarray, spacing: Sequence[float],
                         lung: np.ndarray | None = None, tol_mm: float = 15.0) -> dict[str, Any]:
     """Localisation of one heatmap on the voxel grid against a lesion mask (see the module docstring)."""
@@ -289,9 +307,16 @@ def localisation_scores(heat: np.ndarray, lesion: np.ndarray, spacing: Sequence[
     lesion = np.asarray(lesion, dtype=bool)
     if heat.shape != lesion.shape:
         raise ValueError(f"heatmap {heat.shape} and lesion mask {lesion.shape} must share the voxel grid")
-    peak = np.unravel_index(int(np.argmax(heat)), heat.shape)
+    if lung is not None and np.shape(lung) != lesion.shape:
+        raise ValueError(f"lung mask {np.shape(lung)} and lesion mask {lesion.shape} must share the voxel grid")
+    region = np.asarray(lung, dtype=bool) | lesion if lung is not None else np.ones_like(lesion)
+    # The peak is searched inside the scored region (lung ∪ lesion).  An up-sampled coarse CAM is flat over
+    # the outer half of every edge cell and ``Preprocess.to_voxels`` carries that plateau out to the edge of
+    # the crop box (the lung box + margin), so a plain argmax breaks the tie at the first voxel of the
+    # plateau — the box corner, outside the lung — whenever the hottest cell touches the field of view
+    # (peripheral lesions: most of them).  That scored even a perfect coarse map as a miss.
+    peak = _peak_voxel(heat, region, spacing)
     dist = _distance_mm(lesion, spacing)
-    region = lung.astype(bool) | lesion if lung is not None else np.ones_like(lesion)
     total = float(heat[region].sum())
     inside = float(heat[lesion].sum())
     sub = region & ~lesion
