@@ -1,5 +1,5 @@
 """The shipped covidnet3d_s weights: load by default with a verified sha256, score lesion phantoms above healthy
-ones, and put their CAM energy on the lesions.  Phantoms come from a set seed the model never saw."""
+ones, and point their CAM at the lesions.  Phantoms come from a set seed the model never saw."""
 
 from __future__ import annotations
 
@@ -77,12 +77,12 @@ def test_same_chest_scores_higher_with_lesions(loaded, cases):
         assert p_les > p_healthy + 0.1, (c.info, p_les, p_healthy)
 
 
-def test_cam_energy_on_lesions_above_chance(loaded, cases):
+def test_cam_points_at_the_lesions(loaded, cases):
     from engine.preprocess import Preprocess
     from engine.train.train3d import localisation_scores
     from engine.xai import explain
 
-    ratios, aucs = [], []
+    ratios, aucs, hits = [], [], []
     for c in [c for c in cases if c.label]:
         _, x, geom = _score(loaded, c.volume)
         cam = explain(loaded.model, x, "cam", target=1)[0]
@@ -91,10 +91,13 @@ def test_cam_energy_on_lesions_above_chance(loaded, cases):
         s = localisation_scores(heat, c.lesion_mask.astype(bool), c.volume.spacing, c.lung_mask.astype(bool))
         ratios.append(s["energy_in_mask"] / s["energy_chance"])
         aucs.append(s["lesion_auc"])
-    print("energy/chance", np.round(ratios, 2), "lesion-vs-lung AUC", np.round(aucs, 3))
-    # weak but real: random weights give ~1.0 / ~0.5 (the shipped model's numbers are in its manifest)
-    assert np.mean(aucs) > 0.55, aucs
-    assert np.mean(ratios) > 1.0, ratios
+        hits.append(s["pointing_hit"])
+    print("pointing", hits, "energy/chance", np.round(ratios, 2), "lesion-vs-lung AUC", np.round(aucs, 3))
+    # random weights give pointing ~energy chance (< 0.1), energy/chance ~1.0, AUC ~0.5; measured here: 4/4 hits,
+    # ratios 1.6-1.8, AUCs 0.91-0.96 (the held-out test set's numbers are in the manifest)
+    assert np.mean(hits) >= 0.75, hits
+    assert np.mean(aucs) > 0.85, aucs
+    assert np.mean(ratios) > 1.4, ratios
 
 
 def test_screens_demo_scan_with_heatmap(tmp_path, monkeypatch):
@@ -113,8 +116,12 @@ def test_screens_demo_scan_with_heatmap(tmp_path, monkeypatch):
     assert heat.shape == vol.shape and np.isfinite(heat).all() and heat.max() > heat.min()
     lesion = load_volume(path.with_name(path.name + ".lesions.nii.gz")).array > 0
     assert lesion.any()
-    # No score/localisation claim here: the demo's lesions are small (engine.phantom's own sampler), outside the
-    # multifocal training distribution; the model scores it low (see the report / model card limits).
+    # The demo's lesions come from engine.phantom's own sampler (fewer, smaller than the training phantoms'):
+    # measured P = 0.83 here (0.82 on the full-size demo) and the CAM peak 3 mm from a lesion.
+    assert result.probability > 0.5, result.probability
+    from engine.train.train3d import localisation_scores
+    s = localisation_scores(heat, lesion, vol.spacing)
+    assert s["pointing_hit_tol"], s
 
 
 def test_viewer_catalog_lists_it():
