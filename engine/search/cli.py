@@ -7,6 +7,14 @@ Runs the search stage (resumable: re-run the same command after an interruption)
 architectures trained briefly from scratch; ``--eval-top-k 0`` skips it) -> ``genotype_selected.json``.  Retrain
 the selected genotype at full resolution with ``python -m engine.train.cli_train3d``.  ``--make-phantoms N``
 first writes N synthetic phantom volumes into an empty ``--data`` folder (a self-contained demo).
+
+``--phantom3d N`` searches on N in-memory phantoms of ``engine.train.phantom3d`` (no ``--data`` folder) with the
+input set-up of ``python -m engine.train.cli_phantom3d`` (whole lung box: ``--crop-scale`` defaults to 1.0 there,
+its flips + in-plane shifts as training augmentation); pair it with that recipe's ``--input-size 32,64,64
+--slice-spacing 8 --strides 2,1x2x2,1,1,1,1`` so the exported genotype is searched on the grid it is trained on:
+
+    lunglens-engine search --phantom3d 160 --input-size 32,64,64 --slice-spacing 8 --strides 2,1x2x2,1,1,1,1 \
+        --epochs 6 --threads 1 --out runs/search-phantom3d
 """
 
 from __future__ import annotations
@@ -26,16 +34,19 @@ def _ints(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"expected integers like 16,64,64, got {text!r}") from exc
 
 
-def add_data_arguments(p: argparse.ArgumentParser) -> None:
+def add_data_arguments(p: argparse.ArgumentParser, data_required: bool = True) -> None:
     """Dataset/preprocessing options shared with ``engine.train.cli_train3d``."""
-    p.add_argument("--data", required=True, type=Path, help="folder with manifest.csv (file,label[,patient_id,split,mask])")
+    p.add_argument("--data", required=data_required, type=Path,
+                   help="folder with manifest.csv (file,label[,patient_id,split,mask])")
     p.add_argument("--classes", default=None, help="class list, e.g. NonCOVID,COVID (default) or CP,COVID,Normal")
     p.add_argument("--label-map", default=None,
                    help="map manifest labels to classes: 'mosmed', 'ccccii' or SRC=CLASS,... (e.g. CT-0=NonCOVID)")
     p.add_argument("--slice-spacing", type=float, default=5.0,
                    help="resample every volume to this slice spacing (mm) before slice sampling; 0 = off")
     p.add_argument("--lung-crop", action="store_true", help="crop in-plane to the lung field before resizing")
-    p.add_argument("--crop-scale", type=float, default=1.25, help="resize to scale × input, then centre-crop")
+    p.add_argument("--crop-scale", type=float, default=None,
+                   help="resize to scale × input, then centre-crop (default 1.25, the paper's; 1.0 with "
+                        "--phantom3d: the whole lung box)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--seed", type=int, default=0)
@@ -46,15 +57,95 @@ def make_preprocess(space: str, input_size: tuple[int, ...], args: argparse.Name
 
     if len(input_size) != 3:
         raise SystemExit(f"--input-size needs D,H,W (three numbers), got {input_size}")
+    crop_scale = PAPER_CROP_SCALE if getattr(args, "crop_scale", None) is None else args.crop_scale
     return Preprocess.for_model(space, input_size=tuple(input_size), lung_crop=bool(args.lung_crop),
                                 target_spacing=(float(args.slice_spacing), 0.0, 0.0) if args.slice_spacing else None,
-                                extra={"crop_scale": float(args.crop_scale)})
+                                extra={"crop_scale": float(crop_scale)})
+
+
+PAPER_CROP_SCALE = 1.25
+
+
+def parse_strides(text: str | None) -> dict | None:
+    """``--strides`` text -> a macro override: ``2,1x2x2,1,1,1,1`` -> ``{"strides": [2, [1, 2, 2], 1, 1, 1, 1]}``
+    (one entry per cell, ``ZxYxX`` for an anisotropic stride); ``None``/``''``/``paper`` -> None (the paper's)."""
+    if not text or text == "paper":
+        return None
+    try:
+        strides = [[int(v) for v in t.split("x")] if "x" in t else int(t) for t in text.split(",")]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected strides like 2,1x2x2,1,1,1,1, got {text!r}") from exc
+    return {"strides": strides}
+
+
+def _cache_has(cache: Path, pre, set_seed: int, n: int) -> bool:
+    import hashlib
+
+    key = hashlib.sha256(json.dumps([pre.to_dict(), set_seed, n, {}], sort_keys=True,
+                                    default=str).encode()).hexdigest()[:16]
+    return (cache / f"set{set_seed}_n{n}_{key}.pt").is_file()
+
+
+class PhantomTensorData:
+    """In-memory phantom3d cases as the search's ``SearchData``: preprocessed input tensors N×1×D×H×W, labels;
+    ``batch(train=True)`` applies ``cli_phantom3d.augment`` (left-right flip, in-plane shift)."""
+
+    def __init__(self, x, y, m, seed: int = 0) -> None:
+        import numpy as np
+        import torch
+
+        self.x, self.y, self.m = x, y, m
+        self.labels = np.asarray(y.numpy())
+        self._gen = torch.Generator().manual_seed(int(seed))
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def batch(self, indices, epoch: int = 0, train: bool | None = None):
+        from engine.train.cli_phantom3d import augment
+
+        idx = list(indices)
+        x = self.x[idx].float()
+        if train:
+            x, _ = augment(x, self.m[idx].float(), self._gen)
+        return x, self.y[idx]
+
+
+def phantom3d_data(args: argparse.Namespace, pre) -> tuple[PhantomTensorData, dict]:
+    """The first ``args.phantom3d`` cases of set ``args.phantom_seed``.  Case i depends only on (seed, i), so a
+    larger cached set of the same seed and preprocessing (e.g. cli_phantom3d's 480 training cases) is sliced
+    instead of generating the cases again."""
+    from engine.train.cli_phantom3d import cached_tensors
+
+    cache = Path(args.cache) if args.cache else None
+    n = args.phantom3d
+    log = lambda msg: print(msg, flush=True)  # noqa: E731
+    if cache is not None and cache.is_dir():
+        import re
+
+        sizes = sorted({int(mt.group(1)) for f in cache.glob(f"set{args.phantom_seed}_n*_*.pt")
+                        if (mt := re.match(rf"set{args.phantom_seed}_n(\d+)_", f.name)) and int(mt.group(1)) > n})
+        for big in sizes:
+            x, y, m, _ = cached_tensors(cache, pre, args.phantom_seed, big, None, log) if _cache_has(
+                cache, pre, args.phantom_seed, big) else (None,) * 4
+            if x is not None:
+                x, y, m = x[:n], y[:n], m[:n]
+                break
+        else:
+            x, y, m, _ = cached_tensors(cache, pre, args.phantom_seed, n, None, log)
+    else:
+        x, y, m, _ = cached_tensors(cache, pre, args.phantom_seed, n, None, log)
+    return PhantomTensorData(x, y, m, args.seed), {
+        "generator": "engine.train.phantom3d.make_case (in memory)", "set_seed": args.phantom_seed,
+        "n": int(len(y)), "counts": {"NonCOVID": int((y == 0).sum()), "COVID": int((y == 1).sum())}}
 
 
 class ProgressPrinter:
     """Throttled one-line progress on stdout (at most every ``every`` seconds, plus every epoch summary)."""
 
-    def __init__(self, every: float = 5.0, stream=sys.stdout) -> None:
+    def __init__(self, every: float = 5.0, stream=None) -> None:
+        # stream None = the sys.stdout of the moment of printing (a default bound at import would keep writing to
+        # whatever stdout was current when this module was first imported, e.g. before pytest's capture)
         self.every, self.stream, self.last, self.t0 = every, stream, 0.0, time.time()
         self.step_times: list[float] = []
         self._t_step = time.time()
@@ -94,7 +185,7 @@ class ProgressPrinter:
             self._print(f"[{e['stage']}] resumed from checkpoint at epoch {e['epoch'] + 1}, step {e['step']}")
 
     def _print(self, line: str) -> None:
-        print(line, file=self.stream, flush=True)
+        print(line, file=self.stream if self.stream is not None else sys.stdout, flush=True)
 
 
 def _fmt(seconds: float) -> str:
@@ -106,15 +197,16 @@ def _fmt(seconds: float) -> str:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--space", default="covidnet3d_s", choices=["covidnet3d_s", "covidnet3d_l"])
-    add_data_arguments(p)
+    add_data_arguments(p, data_required=False)
     p.add_argument("--split", default="train", help="manifest split used for the search ('' = all rows)")
     p.add_argument("--out", type=Path, default=None, help="output folder (default: ./search-<space>)")
     p.add_argument("--epochs", type=int, default=30, help="search epochs (paper: 100)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--steps-per-epoch", type=int, default=None)
     p.add_argument("--input-size", type=_ints, default=(16, 64, 64), help="D,H,W during the search (paper 16,64,64)")
-    p.add_argument("--op-set", default="paper", choices=["paper", "code"],
-                   help="paper: 8 ops (skip = true skip); code: the released 9 (Identity = 2x, Zero)")
+    p.add_argument("--op-set", default="paper",
+                   help="paper: 8 ops (skip = true skip); code: the released 9 (Identity = 2x, Zero); or a "
+                        "comma-separated subset, e.g. skip,3x3x3_MBConv3,3x3x3_MBConv6,5x5x5_MBConv3")
     p.add_argument("--no-alpha-grad", action="store_true",
                    help="replicate the released code: α receives no gradient (random search with weight sharing)")
     p.add_argument("--tau-schedule", default="constant", choices=["constant", "linear", "exponential"])
@@ -129,6 +221,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--make-phantoms", type=int, default=0, metavar="N",
                    help="write N synthetic phantom volumes into --data first (only if it has no manifest.csv)")
     p.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint in --out")
+    p.add_argument("--strides", default=None,
+                   help="macro cell strides, e.g. 2,1x2x2,1,1,1,1 (the shipped covidnet3d_s grid); default the paper's")
+    p.add_argument("--phantom3d", type=int, default=0, metavar="N",
+                   help="search on N in-memory engine.train.phantom3d cases instead of a --data folder")
+    p.add_argument("--phantom-seed", type=int, default=3000,
+                   help="phantom3d set seed (3000 = cli_phantom3d's training set; its val/test use +1/+2)")
+    p.add_argument("--cache", default=None, help="folder for cached phantom3d input tensors (cli_phantom3d's)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -139,39 +238,68 @@ def run(args: argparse.Namespace) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    data_dir: Path = args.data
-    if args.make_phantoms:
-        if (data_dir / "manifest.csv").is_file():
-            print(f"{data_dir} already has a manifest.csv; using it (no phantoms written)")
-        else:
-            print(f"writing {args.make_phantoms} phantom volumes into {data_dir} ...", flush=True)
-            make_phantom_dataset(data_dir, args.make_phantoms, seed=args.seed,
-                                 progress=lambda i, n: print(f"  phantom {i}/{n}", flush=True) if i % 10 == 0 else None)
+    macro = parse_strides(args.strides)
+    op_set = args.op_set if args.op_set in ("paper", "code") else [o.strip() for o in args.op_set.split(",")]
     try:
-        records, classes = read_manifest3d(data_dir, classes=args.classes, label_map=args.label_map,
-                                           split=args.split or None)
-    except Dataset3DError as exc:
-        print(f"lunglens-engine search: {exc}", file=sys.stderr)
-        return 2
-    pre = make_preprocess(args.space, args.input_size, args)
-    from engine.train.data3d import default_box_cache
+        from engine.search.supernet import candidate_ops
 
-    data = VolumeDataset(records, pre, classes, train=True, seed=args.seed, box_cache=default_box_cache())
-    out = args.out or Path(f"search-{args.space}")
-    counts = {c: int((data.labels == i).sum()) for i, c in enumerate(classes)}
-    print(f"search {args.space}: {len(data)} volumes {counts} from {data_dir} (split {args.split or 'all'}), "
-          f"input {'x'.join(map(str, args.input_size))}, output {out}", flush=True)
-    print("loading volumes ...", flush=True)
-    data.preload()
-    cfg = SearchConfig(space=args.space, op_set=args.op_set,
+        candidate_ops(op_set)
+    except ValueError as exc:
+        print(f"lunglens-engine search: --op-set: {exc}", file=sys.stderr)
+        return 2
+    if args.phantom3d:
+        from engine.train.cli_phantom3d import build_preprocess
+
+        if args.slice_spacing <= 0:
+            print("lunglens-engine search: --phantom3d needs a --slice-spacing (cli_phantom3d: 8)", file=sys.stderr)
+            return 2
+        pre = build_preprocess(args.space, tuple(args.input_size), args.slice_spacing,
+                               1.0 if args.crop_scale is None else args.crop_scale)
+        data, info = phantom3d_data(args, pre)
+        classes = ["NonCOVID", "COVID"]
+        counts = info["counts"]
+        info = dict(info, classes=classes, preprocess=pre.to_dict())
+        out = args.out or Path(f"search-{args.space}")
+        print(f"search {args.space}: {len(data)} phantom3d cases {counts} (set seed {args.phantom_seed}), input "
+              f"{'x'.join(map(str, args.input_size))}, strides {args.strides or 'paper'}, output {out}", flush=True)
+    else:
+        if args.data is None:
+            print("lunglens-engine search: give --data DIR (or --phantom3d N)", file=sys.stderr)
+            return 2
+        data_dir: Path = args.data
+        if args.make_phantoms:
+            if (data_dir / "manifest.csv").is_file():
+                print(f"{data_dir} already has a manifest.csv; using it (no phantoms written)")
+            else:
+                print(f"writing {args.make_phantoms} phantom volumes into {data_dir} ...", flush=True)
+                make_phantom_dataset(data_dir, args.make_phantoms, seed=args.seed,
+                                     progress=lambda i, n: print(f"  phantom {i}/{n}", flush=True) if i % 10 == 0
+                                     else None)
+        try:
+            records, classes = read_manifest3d(data_dir, classes=args.classes, label_map=args.label_map,
+                                               split=args.split or None)
+        except Dataset3DError as exc:
+            print(f"lunglens-engine search: {exc}", file=sys.stderr)
+            return 2
+        pre = make_preprocess(args.space, args.input_size, args)
+        from engine.train.data3d import default_box_cache
+
+        data = VolumeDataset(records, pre, classes, train=True, seed=args.seed, box_cache=default_box_cache())
+        out = args.out or Path(f"search-{args.space}")
+        counts = {c: int((data.labels == i).sum()) for i, c in enumerate(classes)}
+        print(f"search {args.space}: {len(data)} volumes {counts} from {data_dir} (split {args.split or 'all'}), "
+              f"input {'x'.join(map(str, args.input_size))}, output {out}", flush=True)
+        print("loading volumes ...", flush=True)
+        data.preload()
+        info = {"folder": str(data_dir), "split": args.split, "n": len(data), "counts": counts,
+                "classes": list(classes), "preprocess": pre.to_dict()}
+    cfg = SearchConfig(space=args.space, op_set=op_set,
                        alpha_grad="none" if args.no_alpha_grad else "straight_through",
                        num_classes=len(classes), epochs=args.epochs, batch_size=args.batch_size,
                        steps_per_epoch=args.steps_per_epoch, tau_schedule=args.tau_schedule,
                        tau_start=args.tau_start, tau_end=args.tau_end, warmup_epochs=args.warmup_epochs,
                        alpha_lr=args.alpha_lr, w_lr=args.w_lr,
-                       seed=args.seed, device=args.device)
-    info = {"folder": str(data_dir), "split": args.split, "n": len(data), "counts": counts,
-            "classes": list(classes), "preprocess": pre.to_dict()}
+                       seed=args.seed, device=args.device, macro=macro)
     printer = ProgressPrinter()
     try:
         result = run_search(cfg, data, out, progress=printer, resume=not args.fresh, data_info=info)
@@ -188,7 +316,7 @@ def run(args: argparse.Namespace) -> int:
         t0 = time.time()
         report = evaluate_candidates(args.space, cands, data, out, epochs=args.eval_epochs,
                                      batch_size=args.batch_size, seed=args.seed, num_classes=len(classes),
-                                     device=args.device, progress=printer)
+                                     device=args.device, progress=printer, macro=macro)
         summary.update(evaluation_seconds=time.time() - t0, selected=report["selected"])
         print(f"selected genotype (held-out acc {report['selected']['eval_acc']:.3f}) -> "
               f"{out / 'genotype_selected.json'}", flush=True)

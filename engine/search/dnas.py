@@ -83,6 +83,7 @@ class SearchConfig:
     seed: int = 0
     dropout: float = 0.5
     device: str = "cpu"                       # 'cuda' runs the same search on a GPU
+    macro: dict | None = None                 # MacroSpace overrides (strides / stem_stride); None = the paper's
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -114,11 +115,12 @@ class SearchResult:
 
 
 # ---------------------------------------------------------------------------------------------- helpers
-def _param_count(space: str, genotype: Sequence[str], num_classes: int, in_chans: int) -> int:
+def _param_count(space: str, genotype: Sequence[str], num_classes: int, in_chans: int,
+                 macro: dict | None = None) -> int:
     from engine.models.covidnet3d import CovidNet3D
 
     return sum(p.numel() for p in CovidNet3D(list(genotype), space=space, num_classes=num_classes,
-                                             in_chans=in_chans).parameters())
+                                             in_chans=in_chans, macro=macro).parameters())
 
 
 def genotype_document(space: str, genotype: Sequence[str], source: str, **info: Any) -> dict[str, Any]:
@@ -208,7 +210,7 @@ def run_search(cfg: SearchConfig, data: SearchData, out_dir: str | Path, *,
     steps = cfg.steps_per_epoch or max(1, min(len(d_t), len(d_v)) // bs)
 
     model = SuperNet(cfg.space, num_classes=cfg.num_classes, in_chans=cfg.in_chans, op_set=cfg.op_set,
-                     dropout=cfg.dropout, alpha_grad=cfg.alpha_grad).to(cfg.device)
+                     dropout=cfg.dropout, alpha_grad=cfg.alpha_grad, macro=cfg.macro).to(cfg.device)
     opt_w = _make_w_optimizer(cfg, model.weight_parameters())
     opt_a = torch.optim.Adam(model.arch_parameters(), lr=cfg.alpha_lr, betas=tuple(cfg.alpha_betas),
                              weight_decay=cfg.alpha_weight_decay)
@@ -333,13 +335,16 @@ def run_search(cfg: SearchConfig, data: SearchData, out_dir: str | Path, *,
     result.genotype_best_sampled = best["genotype_sampled"]
     common = dict(op_set=cfg.op_set, alpha_grad=cfg.alpha_grad, search_seconds=round(result.seconds, 1),
                   epochs=cfg.epochs, data=data_info or {})
+    if cfg.macro:
+        common["macro"] = cfg.macro
     final = history[-1]
     write_genotype(out / "genotype_argmax.json", genotype_document(
         cfg.space, result.genotype_argmax, "argmax_alpha", epoch=final["epoch"], val_acc=final["val_acc_argmax"],
-        params=_param_count(cfg.space, result.genotype_argmax, cfg.num_classes, cfg.in_chans), **common))
+        params=_param_count(cfg.space, result.genotype_argmax, cfg.num_classes, cfg.in_chans, cfg.macro), **common))
     write_genotype(out / "genotype_best_sampled.json", genotype_document(
         cfg.space, result.genotype_best_sampled, "best_sampled", epoch=best["epoch"], val_acc=best["val_acc_sampled"],
-        params=_param_count(cfg.space, result.genotype_best_sampled, cfg.num_classes, cfg.in_chans), **common))
+        params=_param_count(cfg.space, result.genotype_best_sampled, cfg.num_classes, cfg.in_chans, cfg.macro),
+        **common))
     return result
 
 
@@ -371,7 +376,7 @@ def evaluate_candidates(space: str, candidates: Sequence[dict[str, Any]], data: 
                         epochs: int = 1, batch_size: int = 8, lr: float = 1e-3, weight_decay: float = 5e-4,
                         train_fraction: float = 0.8, seed: int = 0, num_classes: int = 2, in_chans: int = 1,
                         device: str = "cpu", progress: Callable[[dict[str, Any]], None] | None = None,
-                        cancel: Callable[[], bool] | None = None) -> dict[str, Any]:
+                        cancel: Callable[[], bool] | None = None, macro: dict | None = None) -> dict[str, Any]:
     """Train each candidate from scratch for ``epochs`` on a random ``train_fraction`` of ``data`` and score it
     on the rest (paper: "for several batches"; code: 1 epoch on 80 %).  Writes ``evaluation.json`` and
     ``genotype_selected.json``; returns the evaluation record.  Finished candidates are kept on re-run."""
@@ -394,7 +399,8 @@ def evaluate_candidates(space: str, candidates: Sequence[dict[str, Any]], data: 
         if cancel is not None and cancel():
             raise SearchCancelled("evaluation stage cancelled; re-run to resume")
         torch.manual_seed(seed)
-        model = CovidNet3D(cand["genotype"], space=space, num_classes=num_classes, in_chans=in_chans).to(device)
+        model = CovidNet3D(cand["genotype"], space=space, num_classes=num_classes, in_chans=in_chans,
+                           macro=macro).to(device)
         opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
         t0 = time.time()
         for e in range(epochs):
@@ -436,7 +442,8 @@ def evaluate_candidates(space: str, candidates: Sequence[dict[str, Any]], data: 
     write_genotype(report_path, report)
     write_genotype(out / "genotype_selected.json", genotype_document(
         space, best["genotype"], "evaluation_stage", search_source=best["source"], search_epoch=best["epoch"],
-        search_val_acc=best["val_acc"], eval_acc=best["eval_acc"], params=best["params"]))
+        search_val_acc=best["val_acc"], eval_acc=best["eval_acc"], params=best["params"],
+        **({"macro": macro} if macro else {})))
     return report
 
 

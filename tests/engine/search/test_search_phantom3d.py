@@ -1,0 +1,84 @@
+"""`lunglens-engine search --phantom3d`: DNAS on in-memory engine.train.phantom3d cases with the shipped
+covidnet3d_s input set-up (whole lung box, macro strides), and the options it needs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import pytest
+import torch
+
+from engine.search.cli import PAPER_CROP_SCALE, make_preprocess, parse_strides, phantom3d_data
+
+
+def test_parse_strides() -> None:
+    assert parse_strides("2,1x2x2,1,1,1,1") == {"strides": [2, [1, 2, 2], 1, 1, 1, 1]}
+    assert parse_strides(None) is None and parse_strides("paper") is None
+    with pytest.raises(argparse.ArgumentTypeError):
+        parse_strides("2,a,1")
+
+
+def test_folder_preprocess_keeps_the_paper_crop_unless_asked() -> None:
+    ns = argparse.Namespace(lung_crop=True, slice_spacing=5.0, crop_scale=None)
+    assert make_preprocess("covidnet3d_s", (8, 32, 32), ns).extra["crop_scale"] == PAPER_CROP_SCALE == 1.25
+    ns.crop_scale = 1.0
+    assert make_preprocess("covidnet3d_s", (8, 32, 32), ns).extra["crop_scale"] == 1.0
+
+
+def test_phantom3d_data_slices_a_larger_cached_set(tmp_path) -> None:
+    from engine.train.cli_phantom3d import build_preprocess, cached_tensors
+
+    pre = build_preprocess("covidnet3d_s", (8, 32, 32), 8.0)
+    x6, y6, m6, _ = cached_tensors(tmp_path, pre, 77, 6, None, log=lambda m: None)
+    args = argparse.Namespace(cache=str(tmp_path), phantom3d=4, phantom_seed=77, seed=0)
+    data, info = phantom3d_data(args, pre)
+    assert len(data) == 4 and info["n"] == 4 and info["set_seed"] == 77
+    assert not list(tmp_path.glob("set77_n4_*"))          # sliced from the n=6 cache, nothing regenerated
+    x, y = data.batch([0, 1, 2, 3], train=False)
+    assert torch.equal(x, x6[:4].float()) and torch.equal(y, y6[:4])
+    xa, _ = data.batch([0, 1, 2, 3], train=True)           # flips / shifts, same shape
+    assert xa.shape == x.shape and not torch.equal(xa, x)
+
+
+@pytest.mark.slow
+def test_search_cli_phantom3d_exports_genotype_with_macro(tmp_path, capsys) -> None:
+    from engine.cli import main as engine_main
+    from engine.models import create_model
+    from engine.models.covidnet3d import load_genotype
+
+    out = tmp_path / "search"
+    ops = ["skip", "3x3x3_MBConv3"]
+    rc = engine_main(["search", "--phantom3d", "8", "--phantom-seed", "5", "--input-size", "8,32,32",
+                      "--slice-spacing", "8", "--strides", "2,1x2x2,1,1,1,1", "--op-set", ",".join(ops),
+                      "--epochs", "1", "--batch-size", "2", "--steps-per-epoch", "1", "--eval-top-k", "1",
+                      "--threads", "1", "--out", str(out)])
+    assert rc == 0
+    assert "phantom3d cases" in capsys.readouterr().out
+    history = json.loads((out / "history.json").read_text())
+    assert history["ops"] == ops and history["config"]["macro"] == {"strides": [2, [1, 2, 2], 1, 1, 1, 1]}
+    assert history["data"]["preprocess"]["extra"]["crop_scale"] == 1.0      # whole lung box
+    assert history["data"]["generator"].startswith("engine.train.phantom3d")
+    for name in ("genotype_argmax.json", "genotype_selected.json"):
+        doc = json.loads((out / name).read_text())
+        assert doc["macro"] == {"strides": [2, [1, 2, 2], 1, 1, 1, 1]}
+        assert len(doc["genotype"]) == 21 and set(doc["genotype"]) <= set(ops)
+    # the exported file builds the network on the searched grid: 8x32x32 -> stem /2, cell 0 /2, cell 1 /(1,2,2)
+    path = out / "genotype_selected.json"
+    model = create_model("covidnet3d_s", genotype=str(path), num_classes=2, in_chans=1).eval()
+    assert model.genotype == load_genotype(str(path))
+    feats = []
+    model.feature_mix.register_forward_hook(lambda m, i, o: feats.append(o))
+    with torch.no_grad():
+        model(torch.zeros(1, 1, 8, 32, 32))
+    assert tuple(feats[0].shape[2:]) == (2, 4, 4)
+
+
+def test_search_cli_rejects_unknown_op_and_missing_data(tmp_path, capsys) -> None:
+    from engine.cli import main as engine_main
+
+    assert engine_main(["search", "--out", str(tmp_path / "s")]) == 2
+    assert "--data" in capsys.readouterr().err
+    assert engine_main(["search", "--phantom3d", "4", "--op-set", "skip,9x9x9_conv", "--input-size", "8,32,32",
+                        "--slice-spacing", "8", "--out", str(tmp_path / "s")]) == 2
+    assert "--op-set" in capsys.readouterr().err
