@@ -102,13 +102,18 @@ class PhantomTensorData:
         return len(self.labels)
 
     def batch(self, indices, epoch: int = 0, train: bool | None = None):
+        x, y, _ = self.batch_masks(indices, epoch, train)
+        return x, y
+
+    def batch_masks(self, indices, epoch: int = 0, train: bool | None = None):
+        """(inputs, labels, lesion masks on the model grid), masks flipped/shifted with their inputs."""
         from engine.train.cli_phantom3d import augment
 
         idx = list(indices)
-        x = self.x[idx].float()
+        x, m = self.x[idx].float(), self.m[idx].float()
         if train:
-            x, _ = augment(x, self.m[idx].float(), self._gen)
-        return x, self.y[idx]
+            x, m = augment(x, m, self._gen)
+        return x, self.y[idx], m
 
 
 def phantom3d_data(args: argparse.Namespace, pre) -> tuple[PhantomTensorData, dict]:
@@ -228,6 +233,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--phantom-seed", type=int, default=3000,
                    help="phantom3d set seed (3000 = cli_phantom3d's training set; its val/test use +1/+2)")
     p.add_argument("--cache", default=None, help="folder for cached phantom3d input tensors (cli_phantom3d's)")
+    p.add_argument("--aux-weight", type=float, default=0.0,
+                   help="with --phantom3d: add the auxiliary lesion-mask loss on the COVID CAM (cli_phantom3d's, "
+                        "which trains with 1.0) to both the weight and the architecture step (0 = the paper's CE)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -299,7 +307,8 @@ def run(args: argparse.Namespace) -> int:
                        steps_per_epoch=args.steps_per_epoch, tau_schedule=args.tau_schedule,
                        tau_start=args.tau_start, tau_end=args.tau_end, warmup_epochs=args.warmup_epochs,
                        alpha_lr=args.alpha_lr, w_lr=args.w_lr,
-                       seed=args.seed, device=args.device, macro=macro)
+                       seed=args.seed, device=args.device, macro=macro,
+                       aux_weight=args.aux_weight if args.phantom3d else 0.0)
     printer = ProgressPrinter()
     try:
         result = run_search(cfg, data, out, progress=printer, resume=not args.fresh, data_info=info)

@@ -84,6 +84,8 @@ class SearchConfig:
     dropout: float = 0.5
     device: str = "cpu"                       # 'cuda' runs the same search on a GPU
     macro: dict | None = None                 # MacroSpace overrides (strides / stem_stride); None = the paper's
+    aux_weight: float = 0.0                   # + aux_weight x per-cell lesion loss on the COVID CAM (needs masks)
+    aux_pos_weight: float = 1.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -180,6 +182,35 @@ def evaluate_path(model: SuperNet, indices: Sequence[int], data: SearchData, eva
         model.train(was_training)
 
 
+def _path_loss(model: SuperNet, cfg: SearchConfig, data: SearchData, batch: Sequence[int], epoch: int,
+               indices: Sequence[int], weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(loss, logits, labels) of one sampled path on one training-mode batch: cross-entropy, plus — with
+    ``cfg.aux_weight`` and a dataset that has ``batch_masks`` (lesion masks on the model grid, augmented with
+    the inputs) — the auxiliary per-cell lesion loss on the positive class's CAM that
+    ``engine.train.cli_phantom3d`` trains with (the CAM cell is the logit; target: lesion share > 5 %)."""
+    if cfg.aux_weight and hasattr(data, "batch_masks"):
+        from engine.train.cli_phantom3d import cam_targets
+
+        x, y, mk = data.batch_masks(batch, epoch, train=True)
+        x, y, mk = x.to(cfg.device), y.to(cfg.device), mk.to(cfg.device)
+        feats: list[torch.Tensor] = []
+        hook = model.feature_mix.register_forward_hook(lambda mod, i, o: feats.append(o))
+        try:
+            logits = model(x, indices, weights)
+        finally:
+            hook.remove()
+        w, b = model.classifier.weight, model.classifier.bias
+        cam = torch.einsum("c,ncdhw->ndhw", w[cfg.num_classes - 1], feats[0]) + b[cfg.num_classes - 1]
+        aux = F.binary_cross_entropy_with_logits(cam, cam_targets(mk, tuple(cam.shape[1:])),
+                                                 pos_weight=torch.tensor(float(cfg.aux_pos_weight),
+                                                                         device=cam.device))
+        return F.cross_entropy(logits, y) + cfg.aux_weight * aux, logits, y
+    x, y = data.batch(batch, epoch, train=True)
+    x, y = x.to(cfg.device), y.to(cfg.device)
+    logits = model(x, indices, weights)
+    return F.cross_entropy(logits, y), logits, y
+
+
 def _make_w_optimizer(cfg: SearchConfig, params: list[nn.Parameter]) -> torch.optim.Optimizer:
     if cfg.w_optimizer == "adam":
         return torch.optim.Adam(params, lr=cfg.w_lr, weight_decay=cfg.w_weight_decay)
@@ -254,10 +285,8 @@ def run_search(cfg: SearchConfig, data: SearchData, out_dir: str | Path, *,
             # (1) architecture step on D_V
             vb = [order_v[(step * bs + j) % len(order_v)] for j in range(bs)]
             if epoch >= cfg.warmup_epochs:
-                x, y = data.batch(vb, epoch, train=True)
-                x, y = x.to(cfg.device), y.to(cfg.device)
                 idx, hard = model.sample(tau, gen)
-                loss_a = F.cross_entropy(model(x, idx, hard), y)
+                loss_a, _, _ = _path_loss(model, cfg, data, vb, epoch, idx, hard)
                 if cfg.alpha_grad == "straight_through":
                     opt_a.zero_grad(set_to_none=True)
                     (grad_alpha,) = torch.autograd.grad(loss_a, [model.alpha])
@@ -267,11 +296,8 @@ def run_search(cfg: SearchConfig, data: SearchData, out_dir: str | Path, *,
                 running["alpha_steps"] += 1
             # (2) weight step on D_T
             tb = [order_t[(step * bs + j) % len(order_t)] for j in range(bs)]
-            x, y = data.batch(tb, epoch, train=True)
-            x, y = x.to(cfg.device), y.to(cfg.device)
             idx, hard = model.sample(tau, gen)
-            logits = model(x, idx, hard.detach())
-            loss = F.cross_entropy(logits, y)
+            loss, logits, y = _path_loss(model, cfg, data, tb, epoch, idx, hard.detach())
             opt_w.zero_grad(set_to_none=True)
             loss.backward()
             model.alpha.grad = None

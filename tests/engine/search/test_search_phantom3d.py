@@ -82,3 +82,52 @@ def test_search_cli_rejects_unknown_op_and_missing_data(tmp_path, capsys) -> Non
     assert engine_main(["search", "--phantom3d", "4", "--op-set", "skip,9x9x9_conv", "--input-size", "8,32,32",
                         "--slice-spacing", "8", "--out", str(tmp_path / "s")]) == 2
     assert "--op-set" in capsys.readouterr().err
+
+
+def test_aux_lesion_loss_in_the_search_step() -> None:
+    """--aux-weight: the sampled path's loss adds the cli_phantom3d lesion loss on the COVID CAM (masks augmented
+    with their inputs); without masks (a plain SearchData) or with weight 0 it is the paper's cross-entropy."""
+    from engine.search.cli import PhantomTensorData
+    from engine.search.dnas import SearchConfig, _path_loss
+    from engine.search.supernet import SuperNet
+    from engine.train.cli_phantom3d import cam_targets
+
+    torch.manual_seed(0)
+    x = torch.rand(4, 1, 8, 32, 32)
+    m = torch.zeros(4, 8, 32, 32)
+    m[1, 2:6, 4:16, 4:16] = 1.0
+    m[3, 2:6, 16:30, 16:30] = 1.0
+    y = torch.tensor([0, 1, 0, 1])
+    data = PhantomTensorData(x, y, m, seed=1)
+    xb, yb, mb = data.batch_masks([0, 1, 2, 3], train=True)
+    # the mask moved with its input: lesion voxels are where the augmented copy of the case's lesion landed
+    assert float(mb.sum()) == pytest.approx(float(m.sum()), rel=0.3) and float(mb[0].sum()) == 0 and float(mb[1].sum()) > 0
+    macro = parse_strides("2,1x2x2,1,1,1,1")
+    net = SuperNet("covidnet3d_s", op_set=["skip", "3x3x3_MBConv3"], macro=macro, dropout=0.0).eval()
+    idx = [1] * len(net.blocks)
+    w = torch.ones(len(net.blocks), 2)
+
+    class Plain:               # a dataset without masks
+        labels = y.numpy()
+
+        def batch(self, ind, epoch=0, train=None):
+            return x[list(ind)], y[list(ind)]
+
+    ce_cfg = SearchConfig(macro=macro, aux_weight=0.0)
+    aux_cfg = SearchConfig(macro=macro, aux_weight=1.0)
+    ce, _, _ = _path_loss(net, ce_cfg, Plain(), [0, 1, 2, 3], 0, idx, w)
+    plain_aux, _, _ = _path_loss(net, aux_cfg, Plain(), [0, 1, 2, 3], 0, idx, w)
+    assert float(plain_aux) == pytest.approx(float(ce))
+    data._gen.manual_seed(5)
+    total, logits, yy = _path_loss(net, aux_cfg, data, [0, 1, 2, 3], 0, idx, w)
+    data._gen.manual_seed(5)
+    xa, ya, ma = data.batch_masks([0, 1, 2, 3], train=True)
+    feats = []
+    h = net.feature_mix.register_forward_hook(lambda mod, i, o: feats.append(o))
+    with torch.no_grad():
+        lg = net(xa, idx, w)
+    h.remove()
+    cam = torch.einsum("c,ncdhw->ndhw", net.classifier.weight[1], feats[0]) + net.classifier.bias[1]
+    expect = torch.nn.functional.cross_entropy(lg, ya) + torch.nn.functional.binary_cross_entropy_with_logits(
+        cam, cam_targets(ma, tuple(cam.shape[1:])))
+    assert tuple(cam.shape[1:]) == (2, 4, 4) and float(total.detach()) == pytest.approx(float(expect), rel=1e-5)
