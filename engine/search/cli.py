@@ -78,14 +78,6 @@ def parse_strides(text: str | None) -> dict | None:
     return {"strides": strides}
 
 
-def _cache_has(cache: Path, pre, set_seed: int, n: int) -> bool:
-    import hashlib
-
-    key = hashlib.sha256(json.dumps([pre.to_dict(), set_seed, n, {}], sort_keys=True,
-                                    default=str).encode()).hexdigest()[:16]
-    return (cache / f"set{set_seed}_n{n}_{key}.pt").is_file()
-
-
 class PhantomTensorData:
     """In-memory phantom3d cases as the search's ``SearchData``: preprocessed input tensors N×1×D×H×W, labels;
     ``batch(train=True)`` applies ``cli_phantom3d.augment`` (left-right flip, in-plane shift)."""
@@ -120,26 +112,20 @@ def phantom3d_data(args: argparse.Namespace, pre) -> tuple[PhantomTensorData, di
     """The first ``args.phantom3d`` cases of set ``args.phantom_seed``.  Case i depends only on (seed, i), so a
     larger cached set of the same seed and preprocessing (e.g. cli_phantom3d's 480 training cases) is sliced
     instead of generating the cases again."""
-    from engine.train.cli_phantom3d import cached_tensors
+    import re
+
+    from engine.train.cli_phantom3d import cache_stem, cached_tensors
 
     cache = Path(args.cache) if args.cache else None
-    n = args.phantom3d
-    log = lambda msg: print(msg, flush=True)  # noqa: E731
+    n, seed = args.phantom3d, args.phantom_seed
+    size = n
     if cache is not None and cache.is_dir():
-        import re
-
-        sizes = sorted({int(mt.group(1)) for f in cache.glob(f"set{args.phantom_seed}_n*_*.pt")
-                        if (mt := re.match(rf"set{args.phantom_seed}_n(\d+)_", f.name)) and int(mt.group(1)) > n})
-        for big in sizes:
-            x, y, m, _ = cached_tensors(cache, pre, args.phantom_seed, big, None, log) if _cache_has(
-                cache, pre, args.phantom_seed, big) else (None,) * 4
-            if x is not None:
-                x, y, m = x[:n], y[:n], m[:n]
-                break
-        else:
-            x, y, m, _ = cached_tensors(cache, pre, args.phantom_seed, n, None, log)
-    else:
-        x, y, m, _ = cached_tensors(cache, pre, args.phantom_seed, n, None, log)
+        larger = sorted({int(mt.group(1)) for f in cache.glob(f"set{seed}_n*_*.pt")
+                         if (mt := re.match(rf"set{seed}_n(\d+)_", f.name)) and int(mt.group(1)) > n})
+        size = next((big for big in larger
+                     if cache_stem(cache, pre, seed, big, None).with_suffix(".pt").is_file()), n)
+    x, y, m, _ = cached_tensors(cache, pre, seed, size, None, lambda msg: print(msg, flush=True))
+    x, y, m = x[:n], y[:n], m[:n]
     return PhantomTensorData(x, y, m, args.seed), {
         "generator": "engine.train.phantom3d.make_case (in memory)", "set_seed": args.phantom_seed,
         "n": int(len(y)), "counts": {"NonCOVID": int((y == 0).sum()), "COVID": int((y == 1).sum())}}

@@ -81,24 +81,29 @@ def tensors_for(pre: Any, set_seed: int, n: int, params: dict[str, Any] | None =
     return torch.stack(xs), torch.tensor(ys, dtype=torch.long), torch.stack(ms), infos
 
 
+def cache_stem(cache: Path, pre: Any, set_seed: int, n: int, params: dict[str, Any] | None) -> Path:
+    """``cache/set<seed>_n<n>_<key>`` (+ ``.pt`` tensors, ``.json`` case infos): the key hashes everything the
+    tensors depend on (preprocessing, set seed, size, generator parameters)."""
+    import hashlib
+
+    key = hashlib.sha256(json.dumps([pre.to_dict(), set_seed, n, params or {}], sort_keys=True,
+                                    default=str).encode()).hexdigest()[:16]
+    return cache / f"set{set_seed}_n{n}_{key}"
+
+
 def cached_tensors(cache: Path | None, pre: Any, set_seed: int, n: int, params: dict[str, Any] | None, log=print):
-    key = None
-    if cache is not None:
-        import hashlib
-        key = hashlib.sha256(json.dumps([pre.to_dict(), set_seed, n, params or {}], sort_keys=True,
-                                        default=str).encode()).hexdigest()[:16]
-        f = cache / f"set{set_seed}_n{n}_{key}.pt"
-        if f.is_file():
-            from safetensors.torch import load_file
-            d = load_file(str(f))
-            infos = json.loads((cache / f"set{set_seed}_n{n}_{key}.json").read_text())
-            return d["x"], d["y"], d["m"], infos
+    stem = cache_stem(cache, pre, set_seed, n, params) if cache is not None else None
+    if stem is not None and stem.with_suffix(".pt").is_file():
+        from safetensors.torch import load_file
+        d = load_file(str(stem.with_suffix(".pt")))
+        infos = json.loads(stem.with_suffix(".json").read_text())
+        return d["x"], d["y"], d["m"], infos
     x, y, m, infos = tensors_for(pre, set_seed, n, params, log)
-    if cache is not None:
+    if stem is not None:
         from safetensors.torch import save_file
-        cache.mkdir(parents=True, exist_ok=True)
-        save_file({"x": x.contiguous(), "y": y, "m": m.contiguous()}, str(cache / f"set{set_seed}_n{n}_{key}.pt"))
-        (cache / f"set{set_seed}_n{n}_{key}.json").write_text(json.dumps(infos))
+        stem.parent.mkdir(parents=True, exist_ok=True)
+        save_file({"x": x.contiguous(), "y": y, "m": m.contiguous()}, str(stem.with_suffix(".pt")))
+        stem.with_suffix(".json").write_text(json.dumps(infos))
     return x, y, m, infos
 
 
@@ -274,9 +279,11 @@ def main(argv: list[str] | None = None) -> int:
 
     genotype = args.genotype
     create_kwargs: dict[str, Any] = {"num_classes": 2, "in_chans": 1, "dropout": args.dropout}
-    if args.strides != "paper":
-        create_kwargs["macro"] = {"strides": [[int(v) for v in t.split("x")] if "x" in t else int(t)
-                                              for t in args.strides.split(",")]}
+    from engine.search.cli import parse_strides
+
+    macro = parse_strides(args.strides)
+    if macro is not None:
+        create_kwargs["macro"] = macro
     if genotype:
         from engine.models.covidnet3d import load_genotype
         create_kwargs["genotype"] = load_genotype(LIGHT_GENOTYPE if genotype == "light" else genotype)
@@ -359,9 +366,9 @@ def main(argv: list[str] | None = None) -> int:
 
     def stats(infos):
         pos = [i for i in infos if i["label"]]
-        inv = np.array([i["involvement"] for i in pos])
         if not pos:      # a tiny set may draw no positive
             return {"n": len(infos), "positives": 0, "negatives": len(infos)}
+        inv = np.array([i["involvement"] for i in pos])
         return {"n": len(infos), "positives": len(pos), "negatives": len(infos) - len(pos),
                 "involvement_pct_quartiles": [round(float(v) * 100, 1) for v in np.percentile(inv, [0, 25, 50, 75, 100])],
                 "lesions_per_positive_median": float(np.median([i["n_lesions"] for i in pos])),
