@@ -222,6 +222,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--aux-weight", type=float, default=0.0,
                    help="with --phantom3d: add the auxiliary lesion-mask loss on the COVID CAM (cli_phantom3d's, "
                         "which trains with 1.0) to both the weight and the architecture step (0 = the paper's CE)")
+    p.add_argument("--cost-weight", type=float, default=0.0,
+                   help="resource term in the architecture step: weight x expected MACs of the searchable ops "
+                        "relative to the costliest path (FBNet-style; 0 = the paper, no term)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -294,7 +297,7 @@ def run(args: argparse.Namespace) -> int:
                        tau_start=args.tau_start, tau_end=args.tau_end, warmup_epochs=args.warmup_epochs,
                        alpha_lr=args.alpha_lr, w_lr=args.w_lr,
                        seed=args.seed, device=args.device, macro=macro,
-                       aux_weight=args.aux_weight if args.phantom3d else 0.0)
+                       aux_weight=args.aux_weight if args.phantom3d else 0.0, cost_weight=args.cost_weight)
     printer = ProgressPrinter()
     try:
         result = run_search(cfg, data, out, progress=printer, resume=not args.fresh, data_info=info)

@@ -11,6 +11,11 @@ single path).  Records go to ``history.json`` and ``architectures/epoch_NNN.json
 (``checkpoint.safetensors``, no pickle) is written every ``checkpoint_every`` steps and at each epoch end, and a
 re-run with the same output folder resumes from it.
 
+Resource term (``cost_weight``, an FBNet-style addition, not in P4; 0 = the paper): the α step adds
+``cost_weight · Σ softmax(α) · MACs / MACs of the costliest path`` (MACs of each op at the search input size,
+``SuperNet.op_macs``), a deterministic push towards cheaper ops — on a CPU product cheaper also means a smaller
+receptive field on the CAM grid, which the 3-D phantom work found decides whether the CAM localises.
+
 Exports: ``genotype_argmax.json`` (argmax of the final α) and ``genotype_best_sampled.json`` (the recorded
 architecture with the best D_V accuracy), both accepted by ``create_model("covidnet3d_s", genotype=path)``.
 
@@ -86,6 +91,7 @@ class SearchConfig:
     macro: dict | None = None                 # MacroSpace overrides (strides / stem_stride); None = the paper's
     aux_weight: float = 0.0                   # + aux_weight x per-cell lesion loss on the COVID CAM (needs masks)
     aux_pos_weight: float = 1.0
+    cost_weight: float = 0.0                  # + cost_weight x expected MACs of the searchable ops / the costliest path's
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -242,6 +248,10 @@ def run_search(cfg: SearchConfig, data: SearchData, out_dir: str | Path, *,
 
     model = SuperNet(cfg.space, num_classes=cfg.num_classes, in_chans=cfg.in_chans, op_set=cfg.op_set,
                      dropout=cfg.dropout, alpha_grad=cfg.alpha_grad, macro=cfg.macro).to(cfg.device)
+    # resource term (FBNet-style, not in P4): MACs of each op for this input size, relative to the costliest path
+    input_shape = tuple(data.batch([d_t[0]], 0, train=False)[0].shape[1:])
+    macs = model.op_macs(input_shape)
+    cost_table = (macs / macs.max(dim=1).values.sum()).to(cfg.device)
     opt_w = _make_w_optimizer(cfg, model.weight_parameters())
     opt_a = torch.optim.Adam(model.arch_parameters(), lr=cfg.alpha_lr, betas=tuple(cfg.alpha_betas),
                              weight_decay=cfg.alpha_weight_decay)
@@ -287,6 +297,8 @@ def run_search(cfg: SearchConfig, data: SearchData, out_dir: str | Path, *,
             if epoch >= cfg.warmup_epochs:
                 idx, hard = model.sample(tau, gen)
                 loss_a, _, _ = _path_loss(model, cfg, data, vb, epoch, idx, hard)
+                if cfg.cost_weight:
+                    loss_a = loss_a + cfg.cost_weight * expected_cost(model.alpha, cost_table)
                 if cfg.alpha_grad == "straight_through":
                     opt_a.zero_grad(set_to_none=True)
                     (grad_alpha,) = torch.autograd.grad(loss_a, [model.alpha])
@@ -338,6 +350,9 @@ def run_search(cfg: SearchConfig, data: SearchData, out_dir: str | Path, *,
             "genotype_argmax": model.genotype(idx_argmax),
             "val_acc_argmax": acc_a, "val_loss_argmax": loss_a_val,
             "alpha_entropy": entropy,
+            "expected_cost": float(expected_cost(model.alpha.detach(), cost_table)),
+            "argmax_gmacs": round(float(macs.gather(1, torch.tensor(idx_argmax)[:, None]).sum()) / 1e9, 4),
+            "argmax_mbconv_blocks": sum("MBConv" in model.ops[i] for i in idx_argmax),
             "alpha_probs": [[round(float(p), 5) for p in row] for row in probs],
             "epoch_seconds": time.time() - t_epoch,
         }
@@ -372,6 +387,11 @@ def run_search(cfg: SearchConfig, data: SearchData, out_dir: str | Path, *,
         params=_param_count(cfg.space, result.genotype_best_sampled, cfg.num_classes, cfg.in_chans, cfg.macro),
         **common))
     return result
+
+
+def expected_cost(alpha: torch.Tensor, cost_table: torch.Tensor) -> torch.Tensor:
+    """Σ_blocks Σ_ops softmax(α) · cost: the architecture's expected relative MACs, differentiable in α."""
+    return (F.softmax(alpha, dim=-1) * cost_table).sum()
 
 
 def _emit(progress: Callable[[dict[str, Any]], None] | None, event: dict[str, Any]) -> None:
@@ -474,4 +494,4 @@ def evaluate_candidates(space: str, candidates: Sequence[dict[str, Any]], data: 
 
 
 __all__ = ["SearchConfig", "SearchResult", "SearchCancelled", "run_search", "top_candidates",
-           "evaluate_candidates", "evaluate_path", "genotype_document", "write_genotype", "CHECKPOINT", "HISTORY"]
+           "evaluate_candidates", "evaluate_path", "expected_cost", "genotype_document", "write_genotype", "CHECKPOINT", "HISTORY"]

@@ -152,6 +152,40 @@ class SuperNet(nn.Module):
         f = self.feature_mix(x)
         return self.classifier(self.dropout(torch.flatten(self.pool(f), 1)))
 
+    @torch.no_grad()
+    def op_macs(self, input_shape: Sequence[int]) -> torch.Tensor:
+        """Multiply-accumulates of every candidate op in every block (num_blocks × K) for one input of
+        ``input_shape`` (C, D, H, W); skip = 0.  The calibration convs, stem and head run on every path and are
+        left out.  The table of the resource term of the search (``SearchConfig.cost_weight``)."""
+        macs = torch.zeros(len(self.blocks), len(self.ops))
+        count = [0]
+
+        def hook(mod: nn.Module, inp: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
+            if isinstance(mod, nn.Conv3d):
+                k = mod.kernel_size[0] * mod.kernel_size[1] * mod.kernel_size[2]
+                count[0] += out[0].numel() * (mod.in_channels // mod.groups) * k
+            elif isinstance(mod, nn.Linear):
+                count[0] += out[0].numel() * mod.in_features
+
+        was_training = self.training
+        self.eval()
+        handles = [m.register_forward_hook(hook) for m in self.blocks.modules()
+                   if isinstance(m, (nn.Conv3d, nn.Linear))]
+        try:
+            x = self.first_block(self.stem(torch.zeros(1, *input_shape, device=self.alpha.device)))
+            for b, block in enumerate(self.blocks):
+                x = block.calib(x)
+                for k, op in enumerate(block.ops):
+                    if not is_skip(op):
+                        count[0] = 0
+                        op(x)
+                        macs[b, k] = count[0]
+        finally:
+            for h in handles:
+                h.remove()
+            self.train(was_training)
+        return macs
+
     def derived_state_dict(self, indices: Sequence[int]) -> dict[str, torch.Tensor]:
         """Weights of the chosen sub-network under ``CovidNet3D``'s parameter names (inherit-and-fine-tune)."""
         out: dict[str, torch.Tensor] = {}

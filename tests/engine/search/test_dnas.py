@@ -116,3 +116,43 @@ def test_evaluation_stage_selects_the_best_candidate(tmp_path) -> None:
     assert report["selected"]["eval_acc"] == max(c["eval_acc"] for c in report["candidates"])
     doc = json.loads((tmp_path / "genotype_selected.json").read_text())
     assert doc["genotype"] == report["selected"]["genotype"]
+
+
+def test_op_macs_count_the_ops_convolutions() -> None:
+    """The resource table: skip costs nothing, MBConv6 twice MBConv3 (the expansion doubles both 1×1×1 convs and
+    the depthwise conv), 5×5×5 more than 3×3×3; a block at the input resolution costs 8× one after a stride-2
+    in every axis with the same widths would."""
+    from engine.search.supernet import SuperNet
+
+    net = SuperNet(op_set=["skip", "3x3x3_MBConv3", "3x3x3_MBConv6", "5x5x5_MBConv3"])
+    macs = net.op_macs((1, 16, 32, 32))
+    assert macs.shape == (len(net.blocks), 4)
+    assert (macs[:, 0] == 0).all() and (macs[:, 1:] > 0).all()
+    assert torch.allclose(macs[:, 2], 2 * macs[:, 1], rtol=0.02)
+    assert (macs[:, 3] > macs[:, 1]).all()
+    # halving every input side divides the MACs by 8 wherever the grid stays at least one voxel
+    small = net.op_macs((1, 8, 16, 16))
+    assert torch.allclose(macs[:4, 1:], 8 * small[:4, 1:], rtol=1e-6)
+    # one block's MBConv3 by hand: expand 1×1×1 (c→3c), depthwise 3×3×3, project 1×1×1 (3c→c) at the block's grid
+    net.eval()
+    with torch.no_grad():
+        x = net.first_block(net.stem(torch.zeros(1, 1, 16, 32, 32)))
+        x = net.blocks[0].calib(x)
+    c, vox = x.shape[1], x[0, 0].numel()
+    assert macs[0, 1] == pytest.approx(vox * (c * 3 * c + 3 * c * 27 + 3 * c * c), rel=0.05)
+
+
+def test_cost_weight_pushes_alpha_to_cheap_ops(tmp_path) -> None:
+    """With the resource term the architecture step prefers skips (zero MACs) and, among MBConvs, the cheaper
+    ones; without it α has no such drift.  The history records the expected cost and the argmax's MACs."""
+    data = BlobData()
+    plain = run_search(small_cfg(epochs=3, steps_per_epoch=3), data, tmp_path / "plain")
+    costly = run_search(small_cfg(epochs=3, steps_per_epoch=3, cost_weight=50.0), data, tmp_path / "cost")
+    skip = SMALL_OPS.index("skip")
+    p_plain = np.array(plain.history[-1]["alpha_probs"])
+    p_cost = np.array(costly.history[-1]["alpha_probs"])
+    assert p_cost[:, skip].mean() > 0.45 and p_plain[:, skip].mean() < 0.4   # 1/3 at the start
+    assert costly.history[-1]["expected_cost"] < plain.history[-1]["expected_cost"]
+    assert costly.history[-1]["argmax_gmacs"] < plain.history[-1]["argmax_gmacs"]
+    assert costly.genotype_argmax.count("skip") > plain.genotype_argmax.count("skip")
+    assert costly.history[-1]["argmax_mbconv_blocks"] == 21 - costly.genotype_argmax.count("skip")
