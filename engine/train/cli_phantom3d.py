@@ -244,6 +244,14 @@ def main(argv: list[str] | None = None) -> int:
                         "(default); 'diff' = COVID minus NonCOVID (covidnet3d_s v1)")
     p.add_argument("--ship", default=None, help="also write shipped weights (safetensors + manifest + card) here")
     args = p.parse_args(argv)
+    if not args.data_only and not args.only_set:
+        if args.n_train < args.batch_size:
+            p.error(f"--n-train {args.n_train} is smaller than --batch-size {args.batch_size}: no full training "
+                    "batch (give more training cases or a smaller batch)")
+        if args.n_val < 1 or args.n_test < 1:
+            p.error("--n-val and --n-test need at least one case each (model selection and the test report)")
+        if args.epochs < 1:
+            p.error("--epochs must be at least 1")
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

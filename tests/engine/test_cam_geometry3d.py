@@ -173,3 +173,20 @@ def test_cli_phantom3d_light_genotype_end_to_end(tmp_path):
     assert loaded.manifest["create_kwargs"]["genotype"] == LIGHT_GENOTYPE
     assert "--aux-map cam" in loaded.manifest["data"]["reproduce"]
     assert "COVID CAM" in loaded.manifest["notes"]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--n-train", "4", "--batch-size", "8"], "--n-train 4 is smaller than --batch-size 8"),
+    (["--n-val", "0"], "--n-val and --n-test need at least one case"),
+    (["--epochs", "0"], "--epochs must be at least 1"),
+])
+def test_cli_phantom3d_refuses_sets_that_cannot_train(tmp_path, capsys, argv, message):
+    """Too few cases for one batch used to end in a one-cycle scheduler error after the data were built; the
+    CLI now says what is wrong before it generates anything."""
+    from engine.train.cli_phantom3d import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--out", str(tmp_path / "run")] + argv)
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
