@@ -297,7 +297,8 @@ def run(args: argparse.Namespace) -> int:
                        tau_start=args.tau_start, tau_end=args.tau_end, warmup_epochs=args.warmup_epochs,
                        alpha_lr=args.alpha_lr, w_lr=args.w_lr,
                        seed=args.seed, device=args.device, macro=macro,
-                       aux_weight=args.aux_weight if args.phantom3d else 0.0, cost_weight=args.cost_weight)
+                       aux_weight=args.aux_weight if args.phantom3d else 0.0, cost_weight=args.cost_weight,
+                       positive_class=list(classes).index("COVID") if "COVID" in classes else -1)
     printer = ProgressPrinter()
     try:
         result = run_search(cfg, data, out, progress=printer, resume=not args.fresh, data_info=info)

@@ -91,6 +91,7 @@ class SearchConfig:
     macro: dict | None = None                 # MacroSpace overrides (strides / stem_stride); None = the paper's
     aux_weight: float = 0.0                   # + aux_weight x per-cell lesion loss on the COVID CAM (needs masks)
     aux_pos_weight: float = 1.0
+    positive_class: int = -1                  # the class whose CAM the aux loss trains (COVID; -1 = the last)
     cost_weight: float = 0.0                  # + cost_weight x expected MACs of the searchable ops / the costliest path's
 
     def to_dict(self) -> dict[str, Any]:
@@ -195,18 +196,12 @@ def _path_loss(model: SuperNet, cfg: SearchConfig, data: SearchData, batch: Sequ
     the inputs) — the auxiliary per-cell lesion loss on the positive class's CAM that
     ``engine.train.cli_phantom3d`` trains with (the CAM cell is the logit; target: lesion share > 5 %)."""
     if cfg.aux_weight and hasattr(data, "batch_masks"):
-        from engine.train.cli_phantom3d import cam_targets
+        from engine.train.cli_phantom3d import aux_logits, cam_targets, class_maps
 
         x, y, mk = data.batch_masks(batch, epoch, train=True)
         x, y, mk = x.to(cfg.device), y.to(cfg.device), mk.to(cfg.device)
-        feats: list[torch.Tensor] = []
-        hook = model.feature_mix.register_forward_hook(lambda mod, i, o: feats.append(o))
-        try:
-            logits = model(x, indices, weights)
-        finally:
-            hook.remove()
-        w, b = model.classifier.weight, model.classifier.bias
-        cam = torch.einsum("c,ncdhw->ndhw", w[cfg.num_classes - 1], feats[0]) + b[cfg.num_classes - 1]
+        logits, maps = class_maps(model, x, indices, weights)
+        cam = aux_logits(maps, "cam", target=cfg.positive_class % cfg.num_classes)
         aux = F.binary_cross_entropy_with_logits(cam, cam_targets(mk, tuple(cam.shape[1:])),
                                                  pos_weight=torch.tensor(float(cfg.aux_pos_weight),
                                                                          device=cam.device))

@@ -125,13 +125,14 @@ def augment(x: torch.Tensor, m: torch.Tensor, g: torch.Generator, shift: int = 3
     return out, mo
 
 
-def class_maps(model: torch.nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def class_maps(model: torch.nn.Module, x: torch.Tensor, *forward_args: Any) -> tuple[torch.Tensor, torch.Tensor]:
     """(logits, per-position class scores N×K×d×h×w) in one pass: the classifier applied at every position of
-    the CAM layer (``feature_mix``), i.e. the CAM before normalisation; GAP of it (+ dropout) gives the logits."""
+    the CAM layer (``feature_mix``), i.e. the CAM before normalisation; GAP of it (+ dropout) gives the logits.
+    ``forward_args`` go to ``model(x, ...)`` (the search's supernet takes its sampled path there)."""
     feats = []
     h = model.feature_mix.register_forward_hook(lambda mod, i, o: feats.append(o))
     try:
-        logits = model(x)
+        logits = model(x, *forward_args)
     finally:
         h.remove()
     w, b = model.classifier.weight, model.classifier.bias

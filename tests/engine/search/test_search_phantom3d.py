@@ -117,7 +117,7 @@ def test_aux_lesion_loss_in_the_search_step() -> None:
     aux_cfg = SearchConfig(macro=macro, aux_weight=1.0)
     ce, _, _ = _path_loss(net, ce_cfg, Plain(), [0, 1, 2, 3], 0, idx, w)
     plain_aux, _, _ = _path_loss(net, aux_cfg, Plain(), [0, 1, 2, 3], 0, idx, w)
-    assert float(plain_aux) == pytest.approx(float(ce))
+    assert plain_aux.item() == pytest.approx(ce.item())
     data._gen.manual_seed(5)
     total, logits, yy = _path_loss(net, aux_cfg, data, [0, 1, 2, 3], 0, idx, w)
     data._gen.manual_seed(5)
