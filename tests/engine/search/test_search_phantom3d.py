@@ -130,4 +130,4 @@ def test_aux_lesion_loss_in_the_search_step() -> None:
     cam = torch.einsum("c,ncdhw->ndhw", net.classifier.weight[1], feats[0]) + net.classifier.bias[1]
     expect = torch.nn.functional.cross_entropy(lg, ya) + torch.nn.functional.binary_cross_entropy_with_logits(
         cam, cam_targets(ma, tuple(cam.shape[1:])))
-    assert tuple(cam.shape[1:]) == (2, 4, 4) and float(total.detach()) == pytest.approx(float(expect), rel=1e-5)
+    assert tuple(cam.shape[1:]) == (2, 4, 4) and float(total.detach()) == pytest.approx(expect.item(), rel=1e-5)
