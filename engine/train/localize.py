@@ -4,7 +4,8 @@ For every image of a manifest with a ``mask_binary`` column (radiologist infecti
 covid-lesion-masks-2d): canonical read → the weights' ``Preprocess`` → ``engine.xai.explain`` for the COVID
 class → ``Preprocess.to_voxels`` back to the original pixel grid → compared with the mask (> 127 = lesion).
 
-* pointing game: hit when the heatmap's maximum lies in the mask (dilated by ``tolerance`` pixels; Zhang et
+* pointing game: hit when the heatmap's maximum (``engine.xai.heatmap_peak``: ties on a plateau broken at its
+  centre) lies in the mask (dilated by ``tolerance`` pixels; Zhang et
   al. 2016 use 15 px).  A constant map (no maximum) is a miss and counted as ``degenerate``.
   ``chance_hit_rate`` = mean mask area fraction (what a random point scores).
 * energy in mask: Σ(h · mask) / Σ h with h the min-max normalised map (Wang et al. 2020, Score-CAM's
@@ -23,6 +24,7 @@ import torch.nn.functional as F
 
 from engine.train.data import ManifestDataset, read_image_grey
 from engine.train.metrics import mean_ci
+from engine.xai import heatmap_peak
 
 
 def read_mask(path) -> np.ndarray:
@@ -47,7 +49,7 @@ def score_map(heat: np.ndarray, mask: np.ndarray, tolerance: int = 0) -> dict[st
     if not np.isfinite(hi) or hi - lo <= 1e-12:
         return {"hit": False, "degenerate": True, "energy": area, "iou": 0.0, "area": area}
     hn = (h - lo) / (hi - lo)
-    y, x = np.unravel_index(int(np.argmax(hn)), hn.shape)
+    y, x = heatmap_peak(hn)   # plateau ties -> the plateau's centre, not its first (corner) pixel
     hit = bool(_dilate(mask, tolerance)[y, x])
     energy = float((hn * mask).sum() / max(hn.sum(), 1e-12))
     on = hn >= 0.5

@@ -36,6 +36,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from engine.search.checkpoint import load_checkpoint, save_checkpoint
+from engine.xai import heatmap_peak
 
 CHECKPOINT = "checkpoint.safetensors"
 BEST = "best.safetensors"
@@ -283,23 +284,6 @@ def _auc(pos: np.ndarray, neg: np.ndarray) -> float:
     return float((ranks[:len(pos)].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
 
 
-def _peak_voxel(heat: np.ndarray, region: np.ndarray, spacing: Sequence[float]) -> tuple[int, int, int]:
-    """The hottest voxel of ``heat`` inside ``region``.  Where the maximum is a plateau (an up-sampled coarse map
-    is flat across half of every edge cell), the tied voxel nearest (mm) to the plateau's centre of mass — not
-    the first one in memory order, which is always a plateau corner."""
-    inside = np.where(region, heat, -np.inf)
-    top = float(inside.max())
-    if not np.isfinite(top):
-        return tuple(int(v) for v in np.unravel_index(int(np.argmax(heat)), heat.shape))  # type: ignore[return-value]
-    span = float(heat[region].max() - heat[region].min())
-    tied = np.argwhere(inside >= top - 1e-6 * max(span, 1e-12))
-    if len(tied) == 1:
-        return tuple(int(v) for v in tied[0])  # type: ignore[return-value]
-    mm = tied * np.asarray(spacing, dtype=np.float64)
-    k = int(np.argmin(((mm - mm.mean(0)) ** 2).sum(1)))
-    return tuple(int(v) for v in tied[k])  # type: ignore[return-value]
-
-
 def localisation_scores(heat: np.ndarray, lesion: np.ndarray, spacing: Sequence[float],
                         lung: np.ndarray | None = None, tol_mm: float = 15.0) -> dict[str, Any]:
     """Localisation of one heatmap on the voxel grid against a lesion mask (see the module docstring)."""
@@ -315,7 +299,7 @@ def localisation_scores(heat: np.ndarray, lesion: np.ndarray, spacing: Sequence[
     # the crop box (the lung box + margin), so a plain argmax breaks the tie at the first voxel of the
     # plateau — the box corner, outside the lung — whenever the hottest cell touches the field of view
     # (peripheral lesions: most of them).  That scored even a perfect coarse map as a miss.
-    peak = _peak_voxel(heat, region, spacing)
+    peak = heatmap_peak(heat, region, spacing)
     dist = _distance_mm(lesion, spacing)
     total = float(heat[region].sum())
     inside = float(heat[lesion].sum())

@@ -8,6 +8,7 @@ from engine.xai.cam import (
     cam_target,
     default_layer,
     explain,
+    heatmap_peak,
     list_layers,
     normalise_map,
     tile_maps,
@@ -16,5 +17,5 @@ from engine.xai.cam import (
 
 __all__ = [
     "METHODS", "ExplainError", "LayerInfo", "activation_maps", "cam_target", "default_layer", "explain",
-    "list_layers", "normalise_map", "tile_maps", "upsample_map",
+    "heatmap_peak", "list_layers", "normalise_map", "tile_maps", "upsample_map",
 ]

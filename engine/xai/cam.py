@@ -352,3 +352,26 @@ def tile_maps(maps: Any, columns: int | None = None, pad: int = 1) -> np.ndarray
         r, c = divmod(i, cols)
         mosaic[r * (h + pad): r * (h + pad) + h, c * (w + pad): c * (w + pad) + w] = normalise_map(arr[i])
     return mosaic
+def heatmap_peak(heat: np.ndarray, region: np.ndarray | None = None,
+                 spacing: Sequence[float] | None = None) -> tuple[int, ...]:
+    """Index of the hottest element of ``heat`` (2-D or 3-D) inside ``region`` (default: everywhere).  Where the
+    maximum is a plateau (an up-sampled coarse map is flat across half of every edge cell), the tied element
+    nearest (in mm, ``spacing``; default 1 per axis) to the plateau's centre of mass — not the first one in
+    memory order, which is always a plateau corner and, for a map carried out to a crop box, often outside the
+    organ.  The pointing game of 2-D and 3-D localisation uses it."""
+    heat = np.asarray(heat, dtype=np.float64)
+    region = np.ones(heat.shape, dtype=bool) if region is None else np.asarray(region, dtype=bool)
+    spacing = (1.0,) * heat.ndim if spacing is None else tuple(spacing)
+    inside = np.where(region, heat, -np.inf)
+    top = float(inside.max())
+    if not np.isfinite(top):
+        return tuple(int(v) for v in np.unravel_index(int(np.argmax(heat)), heat.shape))
+    span = float(heat[region].max() - heat[region].min())
+    tied = np.argwhere(inside >= top - 1e-6 * max(span, 1e-12))
+    if len(tied) == 1:
+        return tuple(int(v) for v in tied[0])
+    mm = tied * np.asarray(spacing, dtype=np.float64)
+    k = int(np.argmin(((mm - mm.mean(0)) ** 2).sum(1)))
+    return tuple(int(v) for v in tied[k])
+
+

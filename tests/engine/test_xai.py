@@ -277,3 +277,41 @@ def test_gradcampp_agrees_with_monai(trained3d: BlobNet) -> None:
     ours = explain(net, x, "gradcampp", target=1, layer="block_act")
     theirs = visualize.GradCAMpp(nn_module=net, target_layers="block_act")(x, class_idx=1).detach().numpy()
     assert np.corrcoef(normalise_map(ours[0]).ravel(), (1.0 - normalise_map(theirs[0, 0])).ravel())[0, 1] > 0.99
+
+
+def test_heatmap_peak_breaks_plateau_ties_at_the_centre():
+    """An up-sampled coarse map is flat over whole cells; the peak is the plateau's centre, not its first pixel
+    (a plain argmax returns the corner), inside the region, with ties measured in mm."""
+    from engine.xai import heatmap_peak
+
+    heat = np.zeros((64, 64))
+    heat[0:16, 0:16] = 1.0                      # hottest cell touches the image corner
+    assert np.unravel_index(int(np.argmax(heat)), heat.shape) == (0, 0)
+    assert heatmap_peak(heat) in {(7, 7), (7, 8), (8, 7), (8, 8)}
+    region = np.zeros_like(heat, dtype=bool)
+    region[10:, 10:] = True                     # the organ: only the plateau's corner (10..15)² lies inside
+    y, x = heatmap_peak(heat, region)
+    assert region[y, x] and heat[y, x] == 1.0 and (y, x) in {(12, 12), (12, 13), (13, 12), (13, 13)}
+    # 3-D with anisotropic spacing: a plateau 2 slices × 10 × 10 px, centre in mm decides
+    vol = np.zeros((6, 20, 20))
+    vol[2:4, 0:10, 0:10] = 5.0
+    z, y, x = heatmap_peak(vol, spacing=(5.0, 0.7, 0.7))
+    assert z in (2, 3) and y in (4, 5) and x in (4, 5)
+    # a unique maximum is returned as is
+    vol[5, 19, 19] = 6.0
+    assert heatmap_peak(vol) == (5, 19, 19)
+
+
+def test_2d_pointing_game_hits_a_lesion_under_a_corner_plateau():
+    """The 2-D localisation metric scored a coarse map whose hottest cell covers the lesion as a miss when that
+    cell touched the image edge (argmax = the corner pixel); it is a hit now, and a map hot elsewhere misses."""
+    from engine.train.localize import score_map
+
+    mask = np.zeros((64, 64), dtype=bool)
+    mask[5:11, 5:11] = True
+    heat = np.zeros((64, 64))
+    heat[0:16, 0:16] = 1.0
+    assert score_map(heat, mask)["hit"] is True
+    far = np.zeros((64, 64))
+    far[48:, 48:] = 1.0
+    assert score_map(far, mask)["hit"] is False
