@@ -125,6 +125,25 @@ def augment(x: torch.Tensor, m: torch.Tensor, g: torch.Generator, shift: int = 3
     return out, mo
 
 
+def genotype_origin(genotype: str | None) -> str:
+    """Where a ``--genotype`` came from, for the model card: hand-picked, or the search file's own record."""
+    if not genotype:
+        return "the spec's representative genotype"
+    if genotype == "light":
+        return "hand-picked LIGHT_GENOTYPE"
+    path = Path(genotype)
+    if path.is_file():
+        try:
+            doc = json.loads(path.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError):
+            doc = None
+        if isinstance(doc, dict):
+            cmd = doc.get("search", {}).get("command") if isinstance(doc.get("search"), dict) else None
+            return f"from {path.name}: {doc.get('source', 'genotype file')}" + (f"; search: {cmd}" if cmd else "")
+        return f"from {path.name}"
+    return "given on the command line"
+
+
 def class_maps(model: torch.nn.Module, x: torch.Tensor, *forward_args: Any) -> tuple[torch.Tensor, torch.Tensor]:
     """(logits, per-position class scores N×K×d×h×w) in one pass: the classifier applied at every position of
     the CAM layer (``feature_mix``), i.e. the CAM before normalisation; GAP of it (+ dropout) gives the logits.
@@ -445,7 +464,8 @@ def ship_weights(model, pre, create_kwargs, summary, args, dest: Path) -> dict[s
              f"(the phantoms' exact masks; "
              f"0 = image labels only). Macro strides {args.strides} (finer CAM grid than the paper's). Weights "
              f"stored as float16, run in float32. Genotype: "
-             f"{' '.join(create_kwargs['genotype']) if create_kwargs.get('genotype') else 'the spec representative genotype'}.")
+             f"{' '.join(create_kwargs['genotype']) if create_kwargs.get('genotype') else 'the spec representative genotype'}"
+             f" ({genotype_origin(args.genotype)}).")
     import copy
 
     # float16 on disk (5 MB instead of 11 MB); load_state_dict casts back into the float32 model

@@ -173,6 +173,21 @@ def test_cli_phantom3d_light_genotype_end_to_end(tmp_path):
     assert loaded.manifest["create_kwargs"]["genotype"] == LIGHT_GENOTYPE
     assert "--aux-map cam" in loaded.manifest["data"]["reproduce"]
     assert "COVID CAM" in loaded.manifest["notes"]
+    assert "hand-picked LIGHT_GENOTYPE" in loaded.manifest["notes"]
+
+
+def test_genotype_origin_names_the_search_that_made_a_genotype(tmp_path):
+    """The model card says whether a genotype was hand-picked or searched, quoting the search file's record."""
+    import json
+
+    from engine.train.cli_phantom3d import genotype_origin
+
+    f = tmp_path / "g.json"
+    f.write_text(json.dumps({"genotype": ["skip"] * 21, "source": "argmax_alpha",
+                             "search": {"command": "lunglens-engine search --phantom3d 480"}}))
+    assert genotype_origin(str(f)) == "from g.json: argmax_alpha; search: lunglens-engine search --phantom3d 480"
+    assert genotype_origin("light") == "hand-picked LIGHT_GENOTYPE"
+    assert genotype_origin(None) == "the spec's representative genotype"
 
 
 @pytest.mark.parametrize("argv, message", [
