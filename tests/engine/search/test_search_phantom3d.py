@@ -52,10 +52,15 @@ def test_search_cli_phantom3d_exports_genotype_with_macro(tmp_path, capsys) -> N
     rc = engine_main(["search", "--phantom3d", "8", "--phantom-seed", "5", "--input-size", "8,32,32",
                       "--slice-spacing", "8", "--strides", "2,1x2x2,1,1,1,1", "--op-set", ",".join(ops),
                       "--epochs", "1", "--batch-size", "2", "--steps-per-epoch", "1", "--eval-top-k", "1",
-                      "--threads", "1", "--out", str(out)])
+                      "--threads", "1", "--cost-weight", "0.5", "--aux-weight", "1.0", "--out", str(out)])
     assert rc == 0
     assert "phantom3d cases" in capsys.readouterr().out
     history = json.loads((out / "history.json").read_text())
+    cfg = history["config"]
+    assert cfg["cost_weight"] == 0.5 and cfg["aux_weight"] == 1.0 and cfg["positive_class"] == 1
+    rec = history["history"][-1]
+    assert 0.0 <= rec["expected_cost"] <= 1.0 and rec["argmax_gmacs"] >= 0.0
+    assert rec["argmax_mbconv_blocks"] == sum(op != "skip" for op in rec["genotype_argmax"])
     assert history["ops"] == ops and history["config"]["macro"] == {"strides": [2, [1, 2, 2], 1, 1, 1, 1]}
     assert history["data"]["preprocess"]["extra"]["crop_scale"] == 1.0      # whole lung box
     assert history["data"]["generator"].startswith("engine.train.phantom3d")
