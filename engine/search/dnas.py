@@ -92,7 +92,7 @@ class SearchConfig:
     aux_weight: float = 0.0                   # + aux_weight x per-cell lesion loss on the COVID CAM (needs masks)
     aux_pos_weight: float = 1.0
     positive_class: int = -1                  # the class whose CAM the aux loss trains (COVID; -1 = the last)
-    cost_weight: float = 0.0                  # + cost_weight x expected MACs of the searchable ops / the costliest path's
+    cost_weight: float = 0.0                  # + cost_weight x expected MACs (relative) of the searchable ops
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -489,4 +489,5 @@ def evaluate_candidates(space: str, candidates: Sequence[dict[str, Any]], data: 
 
 
 __all__ = ["SearchConfig", "SearchResult", "SearchCancelled", "run_search", "top_candidates",
-           "evaluate_candidates", "evaluate_path", "expected_cost", "genotype_document", "write_genotype", "CHECKPOINT", "HISTORY"]
+           "evaluate_candidates", "evaluate_path", "expected_cost", "genotype_document", "write_genotype",
+           "CHECKPOINT", "HISTORY"]

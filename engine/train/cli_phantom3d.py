@@ -456,6 +456,8 @@ def ship_weights(model, pre, create_kwargs, summary, args, dest: Path) -> dict[s
               "(consolidation) in an otherwise clean lung; on real scans anything lung-dense (atelectasis, "
               "vessels, fibrosis, motion, other pneumonias) may score as COVID-like. Demonstrates the 3-D pipeline "
               "(preprocessing, CAM) end to end; it is not a COVID-19 detector.")
+    origin = genotype_origin(args.genotype)
+    ops_text = f"{' '.join(create_kwargs['genotype'])} ({origin})" if create_kwargs.get("genotype") else origin
     notes = (f"Trained with engine.train.cli_phantom3d (AdamW lr {args.lr}, one-cycle, batch {args.batch_size}, "
              f"{summary['best_epoch']} of {len(summary['history'])} epochs selected on validation AUC, left-right "
              f"flips + in-plane shifts), {summary['train_minutes']} min on 1 CPU thread. Loss: cross-entropy + "
@@ -463,9 +465,7 @@ def ship_weights(model, pre, create_kwargs, summary, args, dest: Path) -> dict[s
              f"{'COVID CAM (the map the viewer shows)' if args.aux_map == 'cam' else 'COVID-minus-NonCOVID map'} "
              f"(the phantoms' exact masks; "
              f"0 = image labels only). Macro strides {args.strides} (finer CAM grid than the paper's). Weights "
-             f"stored as float16, run in float32. Genotype: "
-             f"{' '.join(create_kwargs['genotype']) if create_kwargs.get('genotype') else 'the spec representative genotype'}"
-             f" ({genotype_origin(args.genotype)}).")
+             f"stored as float16, run in float32. Genotype: {ops_text}.")
     import copy
 
     # float16 on disk (5 MB instead of 11 MB); load_state_dict casts back into the float32 model

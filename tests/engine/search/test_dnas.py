@@ -133,7 +133,7 @@ def test_op_macs_count_the_ops_convolutions() -> None:
     # halving every input side divides the MACs by 8 wherever the grid stays at least one voxel
     small = net.op_macs((1, 8, 16, 16))
     assert torch.allclose(macs[:4, 1:], 8 * small[:4, 1:], rtol=1e-6)
-    # one block's MBConv3 by hand: expand 1×1×1 (c→3c), depthwise 3×3×3, project 1×1×1 (3c→c) at the block's grid
+    # one block's MBConv3 by hand: expand 1×1×1 (c→3c), depthwise 3×3×3, project 1×1×1 (3c→c) on its grid
     net.eval()
     with torch.no_grad():
         x = net.first_block(net.stem(torch.zeros(1, 1, 16, 32, 32)))
