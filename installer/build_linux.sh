@@ -81,7 +81,11 @@ if [ "$build_deb" = 1 ]; then
     # no maintainer scripts: dpkg's file triggers (desktop-file-utils, hicolor-icon-theme) refresh the menus
     deb="$DIST/lunglens_${version}_amd64.deb"
     start=$(date +%s)
-    nice -n "$NICE" dpkg-deb --root-owner-group -Z"$DEB_COMPRESSION" --build "$stage" "$deb" >/dev/null
+    # packed under a temporary name and renamed when complete: an interrupted build (or a reader during the
+    # minutes of xz) never sees a truncated .deb under the real name
+    rm -f "$deb.part"
+    nice -n "$NICE" dpkg-deb --root-owner-group -Z"$DEB_COMPRESSION" --build "$stage" "$deb.part" >/dev/null
+    mv -f "$deb.part" "$deb"
     rm -rf "$stage"
     echo "deb: $deb ($(du -sh "$deb" | cut -f1), packed in $(( $(date +%s) - start )) s)"
 fi
