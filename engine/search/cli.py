@@ -13,8 +13,13 @@ input set-up of ``python -m engine.train.cli_phantom3d`` (whole lung box: ``--cr
 its flips + in-plane shifts as training augmentation); pair it with that recipe's ``--input-size 32,64,64
 --slice-spacing 8 --strides 2,1x2x2,1,1,1,1`` so the exported genotype is searched on the grid it is trained on:
 
-    lunglens-engine search --phantom3d 160 --input-size 32,64,64 --slice-spacing 8 --strides 2,1x2x2,1,1,1,1 \
-        --epochs 6 --threads 1 --out runs/search-phantom3d
+    lunglens-engine search --phantom3d 480 --input-size 32,64,64 --slice-spacing 8 --strides 2,1x2x2,1,1,1,1 \
+        --op-set skip,3x3x3_MBConv3,3x3x3_MBConv6,5x5x5_MBConv3 --epochs 14 --steps-per-epoch 30 \
+        --warmup-epochs 2 --alpha-lr 1e-2 --tau-schedule exponential --tau-end 0.3 --eval-top-k 3 \
+        --aux-weight 1.0 --cost-weight 0.25 --threads 1 --out runs/search-phantom3d
+
+(the search behind the shipped covidnet3d_s, ~28 min on one thread; resources/genotypes/README.md says what its
+resource term ``--cost-weight`` did and what the supernet did not learn on this budget).
 """
 
 from __future__ import annotations
@@ -32,6 +37,9 @@ def _ints(text: str) -> tuple[int, ...]:
         return tuple(int(t) for t in text.replace("x", ",").split(",") if t.strip())
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"expected integers like 16,64,64, got {text!r}") from exc
+
+
+PAPER_CROP_SCALE = 1.25          # the paper's resize-then-centre-crop factor
 
 
 def add_data_arguments(p: argparse.ArgumentParser, data_required: bool = True) -> None:
@@ -62,8 +70,6 @@ def make_preprocess(space: str, input_size: tuple[int, ...], args: argparse.Name
                                 target_spacing=(float(args.slice_spacing), 0.0, 0.0) if args.slice_spacing else None,
                                 extra={"crop_scale": float(crop_scale)})
 
-
-PAPER_CROP_SCALE = 1.25
 
 
 def parse_strides(text: str | None) -> dict | None:

@@ -3,14 +3,16 @@
     python -m engine.train.cli_phantom3d --out runs/phantom3d --n-train 480 --n-val 80 --n-test 120 \\
         --input-size 24,64,64 --z-mm 12 --epochs 16 --threads 1 [--ship resources/weights/covidnet3d_s]
 
-The shipped covidnet3d_s (v2; ~15 min on one CPU thread, its manifest holds the exact command):
+The shipped covidnet3d_s (v3: the genotype ``lunglens-engine search --phantom3d 480 ... --cost-weight 0.25`` found;
+~14 min on one CPU thread, its manifest holds the exact command):
 
-    python -m engine.train.cli_phantom3d --out runs/phantom3d --genotype light --strides 2,1x2x2,1,1,1,1 \\
+    python -m engine.train.cli_phantom3d --out runs/phantom3d \\
+        --genotype resources/genotypes/covidnet3d_s_phantom3d_dnas_cost025.json --strides 2,1x2x2,1,1,1,1 \\
         --aux-weight 1.0 --epochs 14 --threads 1 --ship resources/weights/covidnet3d_s
 
-``--genotype light`` (``LIGHT_GENOTYPE``): one 3×3×3 MBConv3 in cells 0, 3, 4, two in cells 1, 2, skips elsewhere
-(1.06 M parameters); with those strides the CAM grid is 8×8×8 for a 32×64×64 input, and the receptive field stays
-local enough for the CAM to follow the lesions.
+``--genotype light`` (``LIGHT_GENOTYPE``, v2): the hand-picked alternative, one 3×3×3 MBConv3 in cells 0, 3, 4, two
+in cells 1, 2, skips elsewhere (1.06 M parameters).  With those strides the CAM grid is 8×8×8 for a 32×64×64 input;
+few MBConv blocks on that grid keep the receptive field local enough for the CAM to follow the lesions.
 
 Train / validation / test cases come from three different set seeds (``seed``, ``seed+1``, ``seed+2``), so the
 sets are disjoint by construction.  Every case goes through the model's one ``Preprocess`` (``volume_tensor``,
